@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Data: reading text files or datasets, training tokenizers, tokenizing and grouping into examples."""

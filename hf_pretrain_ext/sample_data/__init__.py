@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The sample corpus shipped with the package (see SOURCES.md)."""

@@ -1,0 +1,143 @@
+"""Command-line arguments: dataclasses read by `HfArgumentParser`, named as in transformers' run_mlm.py.
+
+`ModelArguments` and `DataTrainingArguments` keep run_mlm.py's names so existing command lines work unchanged;
+`PretrainArguments` adds what is ours (objective, tokenizer training, fused loss); `PretrainTrainingArguments`
+is `TrainingArguments` with defaults that make `python run_pretrain.py` with no flags a useful few-minute job.
+Defaults live here and nowhere else.
+"""
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .errors import UserError
+
+OBJECTIVES = ("mlm",)  # later issues add wwm, ngram, span, sop, nsp, bart, t5, clm
+TEXT_EXTENSIONS = ("txt", "text", "raw")
+FILE_EXTENSIONS = TEXT_EXTENSIONS + ("json", "jsonl", "csv")
+
+
+@dataclass
+class ModelArguments:
+    """Which model, config and tokenizer to start from (all optional: the default is a tiny fresh hfpx-bert)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint to continue pretraining from (local folder or Hub id). "
+                                        "Leave unset to train a model from scratch."})
+    model_type: str = field(
+        default="hfpx-bert", metadata={"help": "Model type when training from scratch (a key of AutoConfig)."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config name or path, if not the same as model_name_or_path."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Override config values when training from scratch, e.g. "
+                                        "'hidden_size=256,num_hidden_layers=4,hidden_dropout_prob=0.0'."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer name or path, if not the same as model_name_or_path. "
+                                        "When neither is given, a tokenizer is trained on the training files."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom code from the Hub. Only for repositories you trust."})
+    torch_dtype: str | None = field(
+        default=None, metadata={"help": "Load the model in this dtype.", "choices": ["auto", "bfloat16", "float16",
+                                                                                     "float32"]})
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train and evaluate on. With no data flag, the sample corpus shipped in the package is used."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name (datasets library)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config name."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training text: .txt/.text/.raw, .json/.jsonl (one object per line) or "
+                                        ".csv. Defaults to the package's sample corpus."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation file, same formats."})
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Percent of the training documents held out for evaluation when no "
+                                     "validation file is given (the last documents, not a random sample)."})
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the text in JSON/CSV data (default: 'text', or the only "
+                                        "string column)."})
+    document_split: str = field(
+        default="auto", metadata={"help": "How plain text is cut into documents: 'line' (one per line), "
+                                          "'blank_line' (paragraphs separated by blank lines) or 'auto' "
+                                          "(blank_line when the file has blank lines).",
+                                  "choices": ["auto", "line", "blank_line"]})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Tokens per training example, special tokens included. Default: 128 for "
+                                        "a fresh model, else min(512, the model's positions)."})
+    line_by_line: bool = field(
+        default=False, metadata={"help": "One example per document (truncated) instead of packing documents "
+                                         "into blocks of max_seq_length."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for MLM."})
+    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-run tokenization, ignoring the cache."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep at most this many training examples (after grouping)."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep at most this many evaluation examples (after grouping)."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it whole."})
+
+    def __post_init__(self):
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise UserError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise UserError(f"--validation_split_percentage must be in [0, 100), got "
+                            f"{self.validation_split_percentage}")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise UserError(f"--max_seq_length must be at least 8, got {self.max_seq_length}")
+        for name in ("train_file", "validation_file"):
+            path = getattr(self, name)
+            if path is not None and path.rsplit(".", 1)[-1].lower() not in FILE_EXTENSIONS:
+                raise UserError(f"--{name} {path}: unsupported extension; use one of "
+                                f"{', '.join('.' + e for e in FILE_EXTENSIONS)}")
+
+
+@dataclass
+class PretrainArguments:
+    """Ours: the objective, tokenizer training and the loss path."""
+
+    objective: str = field(default="mlm", metadata={"help": f"Pretraining objective: {', '.join(OBJECTIVES)}."})
+    tokenizer_vocab_size: int = field(
+        default=8000, metadata={"help": "Vocabulary size when a tokenizer is trained from the training files."})
+    tokenizer_type: str = field(
+        default="auto", metadata={"help": "Tokenizer to train: 'wordpiece' (BERT), 'bpe' (byte-level, GPT) or "
+                                          "'auto' (wordpiece for encoder objectives).",
+                                  "choices": ["auto", "wordpiece", "bpe"]})
+    lowercase: bool = field(default=True, metadata={"help": "Lowercase text in a trained WordPiece tokenizer."})
+    use_fused_loss: bool = field(
+        default=True, metadata={"help": "Compute the MLM head and loss on labelled rows only, through "
+                                        "hf_pretrain_ext.kernels (the checkpoint layout does not change)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into an output_dir that already holds files."})
+    plot: bool = field(default=True, metadata={"help": "Save loss_curve.png in the output directory."})
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown --objective {self.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+        if self.tokenizer_vocab_size < 100:
+            raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+
+@dataclass
+class PretrainTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for a few-minute CPU job; every TrainingArguments flag is accepted."""
+
+    output_dir: str | None = field(default="output/hfpx-bert-mlm", metadata={"help": "Where results are saved."})
+    do_train: bool = field(default=False, metadata={"help": "Train (default: train and evaluate when neither "
+                                                             "--do_train nor --do_eval is given)."})
+    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (overrides num_train_epochs when > 0)."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for eval."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (a float below 1 is a ratio)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
+    save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep dataset columns for the collator (it needs example_index for "
+                                         "per-example masking seeds)."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers to report to."})

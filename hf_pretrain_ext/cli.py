@@ -1,0 +1,268 @@
+"""`run_pretrain.py` / `hf-pretrain`: the run_mlm.py-style pretraining flow.
+
+parse arguments -> check the output directory -> load text -> tokenizer (given, or trained on the training
+files) -> config and model (fresh tiny hfpx-bert by default, or a checkpoint) -> tokenize and group inside
+`main_process_first()` -> PretrainTrainer -> save model, tokenizer, metrics, loss curve -> evaluate (perplexity,
+masked-token accuracy beside the most-frequent-token baseline). User mistakes end as one `error:` line and exit
+status 2; nothing already in the output directory is overwritten unless --overwrite_output_dir is given.
+"""
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
+from .collators import build_collator
+from .data.grouping import tokenize_and_group
+from .data.loading import SAMPLE_CORPUS, load_raw_datasets
+from .data.tokenizer import train_tokenizer
+from .errors import UserError
+from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
+from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
+from .plotting import plot_loss_curve
+from .trainer import PretrainTrainer
+
+logger = logging.getLogger("hf_pretrain_ext")
+RUN_RECORD = "hfpx_run.json"
+ARG_CLASSES = (ModelArguments, DataTrainingArguments, PretrainArguments, PretrainTrainingArguments)
+
+
+def make_parser():
+    return HfArgumentParser(ARG_CLASSES)
+
+
+def parse_args(argv=None):
+    """Parse a command line, or a single .json/.yaml config file, into the four argument dataclasses."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    try:
+        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+            path = Path(argv[0])
+            if not path.is_file():
+                raise UserError(f"config file {argv[0]}: no such file")
+            reader = parser.parse_json_file if path.suffix == ".json" else parser.parse_yaml_file
+            args = reader(str(path))
+        else:
+            args = parser.parse_args_into_dataclasses(args=argv)
+    except UserError:
+        raise
+    except (ValueError, TypeError, KeyError) as e:  # TrainingArguments' own checks, bad config-file keys
+        raise UserError(" ".join(str(e).split())) from None
+    model_args, data_args, pretrain_args, training_args = args
+    if not training_args.do_train and not training_args.do_eval:
+        training_args.do_train = training_args.do_eval = True
+    return model_args, data_args, pretrain_args, training_args
+
+
+def check_output_dir(training_args, pretrain_args):
+    """Refuse to write into a directory that already holds something, unless resuming or told to overwrite."""
+    out = Path(training_args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir {out}: exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    last = get_last_checkpoint(str(out))
+    if training_args.resume_from_checkpoint is not None or pretrain_args.overwrite_output_dir:
+        return last
+    what = "a previous run" if (out / RUN_RECORD).exists() or last else "files"
+    raise UserError(f"--output_dir {out} already holds {what}; pass --overwrite_output_dir to write into it, "
+                    f"--resume_from_checkpoint to continue it, or choose another --output_dir")
+
+
+def setup_logging(training_args):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    datasets.utils.logging.disable_progress_bar()
+
+
+def load_tokenizer(model_args, pretrain_args, raw, training_args):
+    """The given tokenizer, or one trained on the training split (main process first, then loaded by the rest)."""
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if name is not None:
+        try:
+            return AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir, token=model_args.token,
+                                                 trust_remote_code=model_args.trust_remote_code)
+        except OSError as e:
+            raise UserError(f"could not load a tokenizer from {name}: {' '.join(str(e).split())[:200]}") from None
+    kind = "wordpiece" if pretrain_args.tokenizer_type == "auto" else pretrain_args.tokenizer_type
+    tok_dir = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="tokenizer training"):
+        if training_args.process_index == 0 or not (tok_dir / "tokenizer.json").exists():
+            start = time.time()
+            tokenizer = train_tokenizer(raw["train"], kind, pretrain_args.tokenizer_vocab_size,
+                                        lowercase=pretrain_args.lowercase)
+            if training_args.process_index == 0:
+                tokenizer.save_pretrained(str(tok_dir))
+            logger.info("trained a %s tokenizer with %d tokens in %.1fs", kind, len(tokenizer), time.time() - start)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    return tokenizer
+
+
+def load_model(model_args, pretrain_args, tokenizer):
+    """A checkpoint (stock BERT is loaded as hfpx-bert: same weights, correct loss), or a fresh model."""
+    common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
+                  trust_remote_code=model_args.trust_remote_code)
+    if model_args.model_name_or_path:
+        try:
+            config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **common)
+        except (OSError, ValueError) as e:
+            raise UserError(f"could not load a config from {model_args.config_name or model_args.model_name_or_path}"
+                            f": {' '.join(str(e).split())[:200]}") from None
+        if model_args.config_overrides:
+            raise UserError("--config_overrides only applies when training from scratch (no --model_name_or_path)")
+        dtype = model_args.torch_dtype if model_args.torch_dtype in (None, "auto") else model_args.torch_dtype
+        if config.model_type in ("bert", "hfpx-bert"):
+            config = HfpxBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
+            config.use_fused_loss = pretrain_args.use_fused_loss
+            model = HfpxBertForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
+                                                        **common)
+        else:
+            model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
+                                                         **common)
+    else:
+        if model_args.config_name:
+            config = AutoConfig.from_pretrained(model_args.config_name, **common)
+        elif model_args.model_type == "hfpx-bert":
+            config = HfpxBertConfig(**TINY_BERT)
+        else:
+            try:
+                config = AutoConfig.for_model(model_args.model_type)
+            except ValueError:
+                raise UserError(f"unknown --model_type {model_args.model_type!r}") from None
+        config.vocab_size = len(tokenizer)
+        config.pad_token_id = tokenizer.pad_token_id
+        if model_args.config_overrides:
+            try:
+                config.update_from_string(model_args.config_overrides)
+            except ValueError as e:
+                raise UserError(f"--config_overrides: {e}") from None
+        if isinstance(config, HfpxBertConfig):
+            config.use_fused_loss = pretrain_args.use_fused_loss
+        model = AutoModelForMaskedLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        logger.warning("tokenizer has %d tokens, model %d embeddings: resizing", len(tokenizer),
+                       model.get_input_embeddings().weight.shape[0])
+        model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def resolve_max_seq_length(data_args, model, fresh):
+    positions = getattr(model.config, "max_position_embeddings", None)
+    length = data_args.max_seq_length or (128 if fresh else min(512, positions or 512))
+    if positions is not None and length > positions:
+        raise UserError(f"--max_seq_length {length} is larger than the model's {positions} positions "
+                        f"(max_position_embeddings)")
+    return length
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def main(argv=None):
+    try:
+        return run(*parse_args(argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+
+
+def run(model_args, data_args, pretrain_args, training_args):
+    setup_logging(training_args)
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per loader
+    last_checkpoint = check_output_dir(training_args, pretrain_args)
+    set_seed(training_args.seed)
+    started = time.time()
+
+    raw = load_raw_datasets(data_args, model_args, training_args.seed)
+    tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args)
+    model = load_model(model_args, pretrain_args, tokenizer)
+    max_seq_length = resolve_max_seq_length(data_args, model, fresh=model_args.model_name_or_path is None)
+    logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", model.config.model_type,
+                count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
+
+    with training_args.main_process_first(desc="tokenizing and grouping"):
+        lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
+                                data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+    train_ds, eval_ds = lm.get("train"), lm.get("validation")
+    if data_args.max_train_samples is not None and not data_args.streaming:
+        train_ds = train_ds.select(range(min(len(train_ds), data_args.max_train_samples)))
+    if eval_ds is not None and data_args.max_eval_samples is not None and not data_args.streaming:
+        eval_ds = eval_ds.select(range(min(len(eval_ds), data_args.max_eval_samples)))
+    if training_args.do_eval and eval_ds is None:
+        raise UserError("evaluation needs a --validation_file or --validation_split_percentage > 0")
+
+    collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
+                              pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
+    baseline_id = None
+    if not data_args.streaming:
+        baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
+    trainer = PretrainTrainer(
+        model=model, args=training_args, data_collator=collator, eval_data_collator=collator.for_eval(),
+        train_dataset=train_ds if training_args.do_train else None,
+        eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
+        compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None)
+
+    out = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"objective": pretrain_args.objective, "model_type": model.config.model_type,
+                  "train_file": data_args.train_file or str(SAMPLE_CORPUS), "dataset_name": data_args.dataset_name,
+                  "max_seq_length": max_seq_length, "argv": sys.argv}
+        (out / RUN_RECORD).write_text(json.dumps(record, indent=2))
+
+    results = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint in ("True", "true", True):
+            checkpoint = last_checkpoint or True
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        metrics = dict(train_result.metrics, train_samples=len(train_ds) if not data_args.streaming else -1)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(eval_ds) if not data_args.streaming else -1
+        metrics["perplexity"] = perplexity(metrics["eval_loss"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    if trainer.is_world_process_zero():
+        if pretrain_args.plot and plot_loss_curve(trainer.state.log_history, out / "loss_curve.png",
+                                                  f"{model.config.model_type} {pretrain_args.objective}"):
+            logger.info("loss curve: %s", out / "loss_curve.png")
+        print_summary(out, results, time.time() - started)
+    return results
+
+
+def print_summary(out, results, seconds):
+    lines = [f"\nDone in {seconds / 60:.1f} min. Results in {out}/"]
+    if "eval_accuracy" in results:
+        lines.append(f"  held-out masked-token accuracy: {results['eval_accuracy']:.4f}   "
+                     f"most-frequent-token baseline: {results.get('eval_baseline_accuracy', float('nan')):.4f}")
+        lines.append(f"  held-out perplexity: {results['perplexity']:.2f}   (eval loss {results['eval_loss']:.4f})")
+    lines.append("Load it with:\n"
+                 "  import hf_pretrain_ext  # registers the hfpx-* model types\n"
+                 "  from transformers import AutoModelForMaskedLM, AutoTokenizer\n"
+                 f"  model = AutoModelForMaskedLM.from_pretrained({os.fspath(out)!r})\n"
+                 f"  tokenizer = AutoTokenizer.from_pretrained({os.fspath(out)!r})")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,71 @@
+"""Tokenizing documents and cutting them into training examples.
+
+Packing (the default): documents are tokenized without special tokens, joined with [SEP] between documents, cut
+into pieces of max_seq_length - 2 and each piece wrapped as [CLS] piece [SEP], so every example looks like a
+BERT input and no token is dropped except the tail of the last piece (kept when at least 1/4 of a block).
+`line_by_line`: one example per document, truncated. Every example gets `example_index`, its position in the
+split, from which the collators derive per-example random seeds (so a resumed run masks the same way).
+"""
+from itertools import chain
+
+from datasets import IterableDataset
+
+
+def _map(ds, fn, num_proc, remove_columns, desc, load_from_cache):
+    if isinstance(ds, IterableDataset):
+        return ds.map(fn, batched=True, remove_columns=remove_columns)
+    return ds.map(fn, batched=True, num_proc=num_proc, remove_columns=remove_columns,
+                  load_from_cache_file=load_from_cache, desc=desc)
+
+
+def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_proc=None, load_from_cache=True):
+    """Map a DatasetDict with a 'text' column to examples with 'input_ids' and 'example_index'."""
+    prefix, suffix = special_affixes(tokenizer)
+
+    if line_by_line:
+        def tokenize(batch):
+            enc = tokenizer(batch["text"], truncation=True, max_length=max_seq_length,
+                            return_attention_mask=False, return_token_type_ids=False)
+            return {"input_ids": enc["input_ids"]}
+        grouped = {k: _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}", load_from_cache)
+                   for k, v in raw.items()}
+    else:
+        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        piece = max_seq_length - len(prefix) - len(suffix)
+
+        def tokenize(batch):
+            enc = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False,
+                            return_token_type_ids=False, verbose=False)
+            return {"ids": [ids + [sep] for ids in enc["input_ids"]]}
+
+        def group(batch):
+            flat = list(chain.from_iterable(batch["ids"]))
+            if flat and flat[-1] == sep:
+                flat.pop()  # no trailing separator at the very end of a batch of documents
+            pieces = [flat[i:i + piece] for i in range(0, len(flat), piece)]
+            if len(pieces) > 1 and len(pieces[-1]) < piece // 4:
+                pieces.pop()
+            return {"input_ids": [prefix + p + suffix for p in pieces]}
+
+        grouped = {}
+        for k, v in raw.items():
+            tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}", load_from_cache)
+            grouped[k] = _map(tokenized, group, num_proc, ["ids"], f"Grouping {k} into blocks of {max_seq_length}",
+                              load_from_cache)
+    return {k: _add_index(v) for k, v in grouped.items()}
+
+
+def special_affixes(tokenizer):
+    """(prefix, suffix) special-token ids the tokenizer adds around a single sequence, e.g. ([CLS], [SEP])."""
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return full[:start], full[start + len(bare):]
+    raise ValueError("cannot locate the text inside the tokenizer's special-token template")
+
+
+def _add_index(ds):
+    if isinstance(ds, IterableDataset):
+        return ds.map(lambda ex, i: {"example_index": i}, with_indices=True)
+    return ds.add_column("example_index", list(range(len(ds))))

@@ -1,0 +1,61 @@
+"""Evaluation metrics that never keep full logits: argmax per batch, then counts.
+
+`preprocess_logits_for_metrics` turns each eval batch's logits into predicted ids at once (dense [B, L, V] logits
+or the sparse [n_labelled, V] rows of hfpx models), so the Trainer only accumulates [B, L] ids. Masked-token
+accuracy is printed beside the most-frequent-token baseline: predicting the most frequent ordinary training token
+at every masked position.
+"""
+import math
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+def preprocess_logits_for_metrics(logits, labels):
+    """[B, L, V] or [n_labelled, V] logits -> [B, L] predicted ids (-100 where unlabelled)."""
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    if logits.dim() == labels.dim() + 1 and logits.shape[:-1] == labels.shape:
+        return logits.argmax(-1)
+    labelled = labels != IGNORE_INDEX
+    if logits.dim() == 2 and logits.shape[0] == int(labelled.sum()):
+        preds = torch.full_like(labels, IGNORE_INDEX)
+        preds[labelled] = logits.argmax(-1).to(preds.dtype)
+        return preds
+    raise ValueError(f"logits of shape {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
+
+
+def most_frequent_token(dataset, special_ids, column="input_ids", max_examples=20000):
+    """Most frequent non-special token id in (the first `max_examples` of) a tokenized dataset."""
+    n = min(len(dataset), max_examples)
+    ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in dataset.select(range(n))[column]])
+    counts = np.bincount(ids)
+    counts[[i for i in special_ids if i < len(counts)]] = 0
+    return int(counts.argmax())
+
+
+class MaskedTokenAccuracy:
+    """compute_metrics for MLM: accuracy over labelled positions and the most-frequent-token baseline."""
+
+    def __init__(self, baseline_token_id=None):
+        self.baseline_token_id = baseline_token_id
+
+    def __call__(self, eval_pred):
+        preds, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(preds, tuple):
+            preds = preds[0]
+        labelled = labels != IGNORE_INDEX
+        n = int(labelled.sum())
+        out = {"masked_tokens": n, "accuracy": float((preds[labelled] == labels[labelled]).mean()) if n else 0.0}
+        if self.baseline_token_id is not None:
+            out["baseline_accuracy"] = float((labels[labelled] == self.baseline_token_id).mean()) if n else 0.0
+        return out
+
+
+def perplexity(loss):
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")

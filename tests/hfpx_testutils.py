@@ -1,0 +1,33 @@
+"""Small helpers shared by the tests (tiny corpora, a tiny trained tokenizer, quick CLI arguments)."""
+import functools
+from pathlib import Path
+
+WORDS = ("the quick brown fox jumps over the lazy dog while seven wizards quietly hex a jovial pack of "
+         "boxing kangaroos under pale northern lights near an old stone bridge").split()
+
+
+def make_corpus(path, n_docs=60, words_per_doc=40, blank_lines=True, seed=0):
+    """Write a deterministic English-like corpus; documents separated by blank lines (or one per line)."""
+    import random
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(words_per_doc)).capitalize() + "." for _ in range(n_docs)]
+    Path(path).write_text(("\n\n" if blank_lines else "\n").join(docs) + "\n", encoding="utf-8")
+    return docs
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_tokenizer(vocab_size=200):
+    from datasets import Dataset
+
+    from hf_pretrain_ext.data.tokenizer import train_wordpiece
+    text = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 4
+    return train_wordpiece(Dataset.from_dict({"text": text})["text"], vocab_size)
+
+
+def quick_args(out, *extra, fresh=True):
+    """CLI arguments for a few-second run of the default job (`fresh`: a tiny model from scratch)."""
+    model = ["--tokenizer_vocab_size", "400", "--config_overrides",
+             "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"] if fresh else []
+    return ["--output_dir", str(out), "--max_steps", "4", "--logging_steps", "2", "--save_steps", "100",
+            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--max_seq_length", "64",
+            "--max_eval_samples", "16", "--disable_tqdm", "true", *model, *extra]
