@@ -27,6 +27,7 @@ from .data.tokenizer import train_tokenizer
 from .errors import UserError
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
 from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
+from .patching import apply_fused_loss
 from .plotting import plot_loss_curve
 from .trainer import PretrainTrainer
 
@@ -156,11 +157,19 @@ def load_model(model_args, pretrain_args, tokenizer):
         logger.warning("tokenizer has %d tokens, model %d embeddings: resizing", len(tokenizer),
                        model.get_input_embeddings().weight.shape[0])
         model.resize_token_embeddings(len(tokenizer))
+    if pretrain_args.use_fused_loss:
+        apply_fused_loss(model)  # after any resize: it patches the output-embedding module in place
     return model
+
+
+# models whose position ids start after the padding index (RoBERTa family): two positions are never usable
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "roberta-prelayernorm": 2}
 
 
 def resolve_max_seq_length(data_args, model, fresh):
     positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None:
+        positions -= _POSITION_OFFSET.get(model.config.model_type, 0)
     length = data_args.max_seq_length or (128 if fresh else min(512, positions or 512))
     if positions is not None and length > positions:
         raise UserError(f"--max_seq_length {length} is larger than the model's {positions} positions "

@@ -108,3 +108,25 @@ def test_overwrite_output_dir_keeps_unrelated_files(tmp_path):
     make_corpus(tmp_path / "c.txt")
     main(quick_args(out, "--train_file", str(tmp_path / "c.txt"), "--overwrite_output_dir"))
     assert (out / "notes.txt").read_text() == "keep me" and (out / "model.safetensors").is_file()
+
+
+def test_continued_pretraining_of_a_stock_roberta_checkpoint(tmp_path):
+    """A non-BERT stock model keeps its class and trains through the patched fused loss."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from hfpx_testutils import tiny_tokenizer
+    tok = tiny_tokenizer()
+    ckpt = tmp_path / "roberta"
+    RobertaForMaskedLM(RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
+                                     pad_token_id=tok.pad_token_id)).save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    make_corpus(tmp_path / "c.txt")
+    args = quick_args(tmp_path / "o", "--model_name_or_path", str(ckpt), "--train_file", str(tmp_path / "c.txt"),
+                      fresh=False)
+    results = main(args)
+    assert results["train_loss"] > 0 and results["eval_masked_tokens"] > 0
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["model_type"] == "roberta"
+    with pytest.raises(SystemExit):  # 66 positions minus RoBERTa's offset of 2 leave 64
+        main(quick_args(tmp_path / "o2", "--model_name_or_path", str(ckpt), "--train_file",
+                        str(tmp_path / "c.txt"), "--max_seq_length", "65", fresh=False))
