@@ -177,6 +177,13 @@ def resolve_max_seq_length(data_args, model, fresh):
     return length
 
 
+def take(ds, n):
+    """The first n examples of a Dataset or a stream (all of them when n is None)."""
+    if ds is None or n is None:
+        return ds
+    return ds.select(range(min(len(ds), n))) if hasattr(ds, "select") else ds.take(n)
+
+
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -208,18 +215,14 @@ def run(model_args, data_args, pretrain_args, training_args):
         lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
                                 data_args.preprocessing_num_workers, not data_args.overwrite_cache)
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
-    if data_args.max_train_samples is not None and not data_args.streaming:
-        train_ds = train_ds.select(range(min(len(train_ds), data_args.max_train_samples)))
-    if eval_ds is not None and data_args.max_eval_samples is not None and not data_args.streaming:
-        eval_ds = eval_ds.select(range(min(len(eval_ds), data_args.max_eval_samples)))
+    train_ds = take(train_ds, data_args.max_train_samples)
+    eval_ds = take(eval_ds, data_args.max_eval_samples)
     if training_args.do_eval and eval_ds is None:
         raise UserError("evaluation needs a --validation_file or --validation_split_percentage > 0")
 
     collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
                               pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
-    baseline_id = None
-    if not data_args.streaming:
-        baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
+    baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
         model=model, args=training_args, data_collator=collator, eval_data_collator=collator.for_eval(),
         train_dataset=train_ds if training_args.do_train else None,

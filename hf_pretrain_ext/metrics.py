@@ -6,6 +6,7 @@ accuracy is printed beside the most-frequent-token baseline: predicting the most
 at every masked position.
 """
 import math
+from itertools import islice
 
 import numpy as np
 import torch
@@ -27,10 +28,13 @@ def preprocess_logits_for_metrics(logits, labels):
     raise ValueError(f"logits of shape {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
 
 
-def most_frequent_token(dataset, special_ids, column="input_ids", max_examples=20000):
+def most_frequent_token(dataset, special_ids, column="input_ids", max_examples=5000):
     """Most frequent non-special token id in (the first `max_examples` of) a tokenized dataset."""
-    n = min(len(dataset), max_examples)
-    ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in dataset.select(range(n))[column]])
+    if hasattr(dataset, "select"):
+        rows = dataset.select(range(min(len(dataset), max_examples)))[column]
+    else:  # a stream: its first examples
+        rows = [ex[column] for ex in islice(dataset, max_examples)]
+    ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in rows])
     counts = np.bincount(ids)
     counts[[i for i in special_ids if i < len(counts)]] = 0
     return int(counts.argmax())

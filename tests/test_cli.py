@@ -130,3 +130,12 @@ def test_continued_pretraining_of_a_stock_roberta_checkpoint(tmp_path):
     with pytest.raises(SystemExit):  # 66 positions minus RoBERTa's offset of 2 leave 64
         main(quick_args(tmp_path / "o2", "--model_name_or_path", str(ckpt), "--train_file",
                         str(tmp_path / "c.txt"), "--max_seq_length", "65", fresh=False))
+
+
+def test_streaming(tmp_path):
+    make_corpus(tmp_path / "t.txt", n_docs=80)
+    make_corpus(tmp_path / "v.txt", n_docs=10, seed=1)
+    results = main(quick_args(tmp_path / "o", "--train_file", str(tmp_path / "t.txt"), "--validation_file",
+                              str(tmp_path / "v.txt"), "--streaming", "--max_train_samples", "40"))
+    assert results["eval_masked_tokens"] > 0 and 0 <= results["eval_baseline_accuracy"] <= 1
+    assert (tmp_path / "o" / "model.safetensors").is_file()

@@ -62,14 +62,23 @@ def _has_blank_lines(path):
 def _text_column(ds, requested, source):
     """Name of the column holding the text: `requested`, else 'text', else the only string column."""
     columns = ds.column_names
+    if columns is None:  # a stream whose schema is not known yet: look at its first example
+        first = next(iter(ds), None)
+        if first is None:
+            raise UserError(f"{source}: no documents")
+        columns = list(first)
     if requested:
         if requested not in columns:
             raise UserError(f"{source}: no column {requested!r}; columns are {columns}")
         return requested
     if "text" in columns:
         return "text"
-    features = ds.features or {}
-    strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
+    features = ds.features
+    if features is None:
+        first = next(iter(ds))
+        strings = [c for c in columns if isinstance(first[c], str)]
+    else:
+        strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
     if len(strings) == 1:
         return strings[0]
     raise UserError(f"{source}: cannot tell which column holds the text (columns {columns}); pass "
