@@ -9,6 +9,7 @@ status 2; nothing already in the output directory is overwritten unless --overwr
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
+import yaml
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
 from .collators import build_collator
@@ -29,7 +30,7 @@ from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, prepr
 from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
 from .patching import apply_fused_loss
 from .plotting import plot_loss_curve
-from .trainer import PretrainTrainer
+from .trainer import PretrainTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("hf_pretrain_ext")
 RUN_RECORD = "hfpx_run.json"
@@ -57,6 +58,8 @@ def parse_args(argv=None):
         raise
     except (ValueError, TypeError, KeyError) as e:  # TrainingArguments' own checks, bad config-file keys
         raise UserError(" ".join(str(e).split())) from None
+    except yaml.YAMLError as e:  # safe_load only: python/object tags and the like are refused, never run
+        raise UserError(f"config file {argv[0]}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
     model_args, data_args, pretrain_args, training_args = args
     if not training_args.do_train and not training_args.do_eval:
         training_args.do_train = training_args.do_eval = True
@@ -70,7 +73,7 @@ def check_output_dir(training_args, pretrain_args):
         raise UserError(f"--output_dir {out}: exists and is not a directory")
     if not out.is_dir() or not any(out.iterdir()):
         return None
-    last = get_last_checkpoint(str(out))
+    last = last_complete_checkpoint(str(out))
     if training_args.resume_from_checkpoint is not None or pretrain_args.overwrite_output_dir:
         return last
     what = "a previous run" if (out / RUN_RECORD).exists() or last else "files"
@@ -88,9 +91,14 @@ def setup_logging(training_args):
     datasets.utils.logging.disable_progress_bar()
 
 
-def load_tokenizer(model_args, pretrain_args, raw, training_args):
-    """The given tokenizer, or one trained on the training split (main process first, then loaded by the rest)."""
+def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpoint=None):
+    """The given tokenizer, or one trained on the training split (main process first, then loaded by the rest).
+
+    A resumed run reuses the tokenizer saved in its checkpoint: tokenizer training breaks frequency ties in an
+    order that can change from one process to the next, so training it again could renumber tokens."""
     name = model_args.tokenizer_name or model_args.model_name_or_path
+    if name is None and resume_checkpoint is not None and Path(resume_checkpoint, "tokenizer.json").is_file():
+        name = resume_checkpoint
     if name is not None:
         try:
             return AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir, token=model_args.token,
@@ -152,7 +160,10 @@ def load_model(model_args, pretrain_args, tokenizer):
                 raise UserError(f"--config_overrides: {e}") from None
         if isinstance(config, HfpxBertConfig):
             config.use_fused_loss = pretrain_args.use_fused_loss
-        model = AutoModelForMaskedLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        try:
+            model = AutoModelForMaskedLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        except ValueError as e:  # e.g. hidden_size not a multiple of the heads, a config of another family
+            raise UserError(f"the model config does not fit: {' '.join(str(e).split())[:300]}") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         logger.warning("tokenizer has %d tokens, model %d embeddings: resizing", len(tokenizer),
                        model.get_input_embeddings().weight.shape[0])
@@ -205,7 +216,8 @@ def run(model_args, data_args, pretrain_args, training_args):
     started = time.time()
 
     raw = load_raw_datasets(data_args, model_args, training_args.seed)
-    tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args)
+    resume = resolve_resume(training_args, last_checkpoint)
+    tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args, resume)
     model = load_model(model_args, pretrain_args, tokenizer)
     max_seq_length = resolve_max_seq_length(data_args, model, fresh=model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", model.config.model_type,
@@ -240,10 +252,8 @@ def run(model_args, data_args, pretrain_args, training_args):
 
     results = {}
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint in ("True", "true", True):
-            checkpoint = last_checkpoint or True
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        check_stopped(trainer)
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(train_ds) if not data_args.streaming else -1)
         trainer.log_metrics("train", metrics)
@@ -264,6 +274,33 @@ def run(model_args, data_args, pretrain_args, training_args):
             logger.info("loss curve: %s", out / "loss_curve.png")
         print_summary(out, results, time.time() - started)
     return results
+
+
+def resolve_resume(training_args, last_checkpoint):
+    """The checkpoint folder to resume from (--resume_from_checkpoint True: the newest complete one), or None."""
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None or not training_args.do_train:
+        return None
+    if checkpoint in ("True", "true", True):
+        if last_checkpoint is None:
+            raise UserError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}")
+        return last_checkpoint
+    if not Path(checkpoint, "trainer_state.json").is_file():
+        raise UserError(f"--resume_from_checkpoint {checkpoint}: not a checkpoint folder")
+    return checkpoint
+
+
+def check_stopped(trainer):
+    """End the run here when training stopped early: a signal (checkpoint saved) or a non-finite loss."""
+    out = trainer.args.output_dir
+    if trainer.nonfinite.bad_step is not None:
+        raise UserError(f"loss became {trainer.nonfinite.bad_value} at step {trainer.nonfinite.bad_step}; stopped "
+                        f"without saving. Last good checkpoint: {last_complete_checkpoint(out) or '(none)'}")
+    if trainer.signal_stop.received is not None:
+        name = trainer.signal_stop.received
+        print(f"stopped by {name} at step {trainer.state.global_step}; checkpoint saved: "
+              f"{last_complete_checkpoint(out)}. Continue with --resume_from_checkpoint True", flush=True)
+        raise SystemExit(128 + int(getattr(signal, name)))
 
 
 def print_summary(out, results, seconds):

@@ -3,12 +3,27 @@
 - a separate evaluation collator (fixed masking, so every evaluation scores the same masked positions);
 - per-objective losses (mlm_loss, sop_loss, ...) averaged over the logging window and logged beside `loss`;
 - stock models whose loss ignores `num_items_in_batch` (v5 BertForMaskedLM takes **kwargs, so the Trainer assumes
-  it divides by it and stops scaling for gradient accumulation) are detected and scaled the Trainer's own way.
+  it divides by it and stops scaling for gradient accumulation) are detected and scaled the Trainer's own way;
+- checkpoints are written atomically: into `<output_dir>/.staging/checkpoint-N`, then renamed into place, so a
+  crash or a full disk during a save never leaves a half-written `checkpoint-N` and never costs the previous one;
+- SIGTERM/SIGINT save and stop; a non-finite loss stops the run without saving (see callbacks.py).
 """
+import errno
+import logging
+import math
+import os
+import shutil
 from collections import defaultdict
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from .callbacks import NonFiniteLossCallback, SignalStopCallback
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+STAGING = ".staging"
 
 LOSS_PARTS = ("mlm_loss", "sop_loss")
 
@@ -27,6 +42,48 @@ class PretrainTrainer(Trainer):
         if not honours_num_items(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
         self.add_callback(CollatorEpochCallback(self.data_collator))
+        self.signal_stop = SignalStopCallback()
+        self.nonfinite = NonFiniteLossCallback()
+        self.add_callback(self.signal_stop)
+        self.add_callback(self.nonfinite)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss):  # the Trainer checks this too (logging_nan_inf_filter), same sync
+            self.nonfinite.report(self.state.global_step + 1, float(loss))
+        return loss
+
+    def _save_checkpoint(self, model, trial):
+        if trial is not None or self.args.push_to_hub:  # hyper-parameter search / hub sync: the stock path
+            return super()._save_checkpoint(model, trial)
+        run_dir = self.args.output_dir
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save and os.path.exists(staged):
+            shutil.rmtree(staged)
+        self.args.output_dir = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as e:
+            if self.args.should_save:
+                shutil.rmtree(staging_root, ignore_errors=True)
+            previous = last_complete_checkpoint(run_dir)
+            reason = "disk full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+            raise UserError(f"could not save {name} ({reason}); the previous checkpoint "
+                            f"{previous or '(none)'} is intact") from None
+        finally:
+            self.args.output_dir = run_dir
+        if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
+            self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(staging_root, run_dir, 1)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if os.path.exists(final):  # a stale folder of the same step (e.g. from before a resume)
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        self.accelerator.wait_for_everyone()
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
@@ -65,4 +122,20 @@ class CollatorEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         if hasattr(self.collator, "set_epoch"):
-            self.collator.set_epoch(int(state.epoch or 0))
+            # state.epoch is a whole number at an epoch's start and fractional when resuming inside one
+            self.collator.set_epoch(math.floor((state.epoch or 0) + 1e-6))
+
+
+def last_complete_checkpoint(output_dir):
+    """The newest `checkpoint-N` in output_dir (staged, unfinished saves are never named so), or None."""
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
+def rotate_checkpoints(run_dir, save_total_limit, best_model_checkpoint):
+    """Delete the oldest checkpoints beyond save_total_limit; the newest and the best are always kept."""
+    try:
+        from transformers.trainer_utils import rotate_checkpoints as rotate
+    except ImportError:  # older transformers: no public helper; keep everything rather than guess
+        return
+    rotate(output_dir=run_dir, save_total_limit=save_total_limit, best_model_checkpoint=best_model_checkpoint,
+           use_mtime=False)
