@@ -5,6 +5,7 @@
 is `TrainingArguments` with defaults that make `python run_pretrain.py` with no flags a useful few-minute job.
 Defaults live here and nowhere else.
 """
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -141,3 +142,15 @@ class PretrainTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep dataset columns for the collator (it needs example_index for "
                                          "per-example masking seeds)."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers to report to."})
+
+    def __post_init__(self):
+        # torchrun/accelerate on a machine without an accelerator: unless use_cpu is set, transformers sets up a
+        # non-distributed state and every process silently trains alone on the whole data.
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not _has_accelerator():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def _has_accelerator():
+    import torch
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())

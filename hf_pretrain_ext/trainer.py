@@ -62,6 +62,8 @@ class PretrainTrainer(Trainer):
         staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
         if self.args.should_save and os.path.exists(staged):
             shutil.rmtree(staged)
+        self.accelerator.wait_for_everyone()
+        os.makedirs(staged, exist_ok=True)  # every rank may write into it (rng states, shards)
         self.args.output_dir = staging_root
         try:
             super()._save_checkpoint(model, trial)

@@ -1,0 +1,49 @@
+"""Two processes (torchrun, gloo on CPU) with per-device batch b == one process with batch 2b.
+
+Losses are logged per optimizer step and compared, then the final weights. The logged loss must not be multiplied
+by the number of processes or by gradient-accumulation steps. Dropout is off (each process has its own RNG), and
+both runs share one tokenizer.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hfpx_testutils import make_corpus, quick_args, tiny_tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+
+
+def run(tmp_path, out, nproc, batch, accumulation, fused):
+    args = quick_args(out, "--train_file", str(tmp_path / "c.txt"), "--tokenizer_name", str(tmp_path / "tok"),
+                      "--per_device_train_batch_size", str(batch), "--gradient_accumulation_steps",
+                      str(accumulation), "--max_steps", "5", "--logging_steps", "1", "--do_train",
+                      "--use_fused_loss", str(fused), "--dataloader_num_workers", "0")
+    i = args.index("--config_overrides")
+    args[i + 1] += ",hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    proc = subprocess.run([*launcher, str(REPO / "run_pretrain.py"), *args], capture_output=True, text=True,
+                          env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    return [h["loss"] for h in state["log_history"] if "loss" in h], load_file(out / "model.safetensors")
+
+
+@pytest.mark.parametrize("fused, accumulation", [(True, 2), (False, 1)])
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulation):
+    make_corpus(tmp_path / "c.txt", n_docs=150)
+    tiny_tokenizer().save_pretrained(tmp_path / "tok")
+    one_losses, one_weights = run(tmp_path, tmp_path / "one", 1, 8, accumulation, fused)
+    two_losses, two_weights = run(tmp_path, tmp_path / "two", 2, 4, accumulation, fused)
+    assert len(one_losses) == len(two_losses) == 5
+    # same scale: a multiplied loss would be 2x (processes) or 2x (accumulation) off
+    torch.testing.assert_close(torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-5)
+    assert 3.0 < one_losses[0] < 8.0  # about ln(vocab) at the start: not scaled by anything
+    for name, w in one_weights.items():
+        torch.testing.assert_close(two_weights[name], w, rtol=1e-4, atol=1e-5, msg=name)
