@@ -114,6 +114,9 @@ class PretrainArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into an output_dir that already holds files."})
     plot: bool = field(default=True, metadata={"help": "Save loss_curve.png in the output directory."})
+    hub_dry_run: bool = field(
+        default=False, metadata={"help": "With --push_to_hub: build <output_dir>/hub_upload (stock export + model "
+                                         "card) but upload nothing."})
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:

@@ -26,6 +26,7 @@ from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
 from .data.tokenizer import train_tokenizer
 from .errors import UserError
+from .hub import prepare_upload, push_folder
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
 from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
 from .patching import apply_fused_loss
@@ -232,6 +233,9 @@ def run(model_args, data_args, pretrain_args, training_args):
     if training_args.do_eval and eval_ds is None:
         raise UserError("evaluation needs a --validation_file or --validation_split_percentage > 0")
 
+    # The Trainer's own hub sync would push hfpx code-dependent checkpoints during training; we push the stock
+    # export with a model card once, at the end.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
                               pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
@@ -272,8 +276,28 @@ def run(model_args, data_args, pretrain_args, training_args):
         if pretrain_args.plot and plot_loss_curve(trainer.state.log_history, out / "loss_curve.png",
                                                   f"{model.config.model_type} {pretrain_args.objective}"):
             logger.info("loss curve: %s", out / "loss_curve.png")
+        if push_to_hub:
+            publish(out, pretrain_args, data_args, training_args, max_seq_length, results)
         print_summary(out, results, time.time() - started)
     return results
+
+
+def publish(out, pretrain_args, data_args, training_args, max_seq_length, results):
+    """Build the upload folder (stock export + model card) and push it, unless --hub_dry_run."""
+    data = [data_args.dataset_name or data_args.train_file or f"the package's sample corpus ({SAMPLE_CORPUS.name})"]
+    hyper = {"objective": pretrain_args.objective, "max_seq_length": max_seq_length,
+             "mlm_probability": data_args.mlm_probability, "learning_rate": training_args.learning_rate,
+             "per_device_train_batch_size": training_args.per_device_train_batch_size,
+             "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+             "max_steps": training_args.max_steps, "seed": training_args.seed}
+    metrics = {k: v for k, v in results.items() if k.startswith("eval_") or k == "perplexity"}
+    folder = prepare_upload(out, out / "hub_upload", pretrain_args.objective, data, hyper, metrics)
+    if pretrain_args.hub_dry_run:
+        logger.info("hub dry run: the folder that would be uploaded is %s", folder)
+        print(f"hub dry run: would upload {folder} to {training_args.hub_model_id}", flush=True)
+        return
+    push_folder(folder, training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
+    print(f"uploaded {folder} to https://huggingface.co/{training_args.hub_model_id}", flush=True)
 
 
 def resolve_resume(training_args, last_checkpoint):

@@ -52,3 +52,22 @@ def test_line_by_line_truncates():
     raw = DatasetDict(train=Dataset.from_dict({"text": [" ".join(WORDS * 3), "fox"]}))
     lm = tokenize_and_group(raw, tok, max_seq_length=16, line_by_line=True, load_from_cache=False)["train"]
     assert [len(x) for x in lm["input_ids"]] == [16, 3]
+
+
+def test_long_documents_tokenize_in_pieces_to_the_same_ids():
+    from hf_pretrain_ext.data.grouping import tokenize_documents
+    from hf_pretrain_ext.data.loading import split_long_text
+    tok = tiny_tokenizer()
+    text = " ".join(WORDS * 40)
+    pieces = split_long_text(text, limit=100)
+    assert "".join(pieces) == text and all(len(p) <= 100 for p in pieces) and len(pieces) > 10
+    assert all(p.startswith(" ") for p in pieces[1:])
+    whole = tok(text, add_special_tokens=False)["input_ids"]
+    import hf_pretrain_ext.data.grouping as grouping
+    original = grouping.split_long_text
+    grouping.split_long_text = lambda t: split_long_text(t, limit=100)
+    try:
+        assert tokenize_documents(tok, [text, "fox"]) == [whole, tok("fox", add_special_tokens=False)["input_ids"]]
+    finally:
+        grouping.split_long_text = original
+    assert split_long_text("x" * 250, limit=100) == ["x" * 100, "x" * 100, "x" * 50]

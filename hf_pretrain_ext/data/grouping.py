@@ -10,6 +10,8 @@ from itertools import chain
 
 from datasets import IterableDataset
 
+from .loading import split_long_text
+
 
 def _map(ds, fn, num_proc, remove_columns, desc, load_from_cache):
     if isinstance(ds, IterableDataset):
@@ -34,9 +36,7 @@ def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_p
         piece = max_seq_length - len(prefix) - len(suffix)
 
         def tokenize(batch):
-            enc = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False,
-                            return_token_type_ids=False, verbose=False)
-            return {"ids": [ids + [sep] for ids in enc["input_ids"]]}
+            return {"ids": [ids + [sep] for ids in tokenize_documents(tokenizer, batch["text"])]}
 
         def group(batch):
             flat = list(chain.from_iterable(batch["ids"]))
@@ -53,6 +53,22 @@ def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_p
             grouped[k] = _map(tokenized, group, num_proc, ["ids"], f"Grouping {k} into blocks of {max_seq_length}",
                               load_from_cache)
     return {k: _add_index(v) for k, v in grouped.items()}
+
+
+def tokenize_documents(tokenizer, texts):
+    """Token ids of each text without special tokens; very long texts are tokenized piece by piece (cut at
+    whitespace) and joined, which bounds the tokenizer's memory on a single huge line."""
+    pieces, owner = [], []
+    for i, text in enumerate(texts):
+        for piece in split_long_text(text):
+            pieces.append(piece)
+            owner.append(i)
+    enc = tokenizer(pieces, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                    verbose=False)["input_ids"]
+    out = [[] for _ in texts]
+    for i, ids in zip(owner, enc):
+        out[i].extend(ids)
+    return out
 
 
 def special_affixes(tokenizer):

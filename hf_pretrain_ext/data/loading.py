@@ -151,20 +151,42 @@ def load_raw_datasets(data_args, model_args, seed):
     return raw
 
 
+LONG_TEXT_CHARS = 100_000
+
+
+def split_long_text(text, limit=LONG_TEXT_CHARS):
+    """Cut a text longer than `limit` characters into pieces that start at whitespace (so word-level
+    pre-tokenizers see the same words); a piece with no whitespace at all is cut hard."""
+    if len(text) <= limit:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        cut = max(text.rfind(" ", start + 1, start + limit), text.rfind("\n", start + 1, start + limit))
+        cut = cut if cut > start else start + limit
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
 def iter_texts(ds, batch_size=1000):
-    """Yield lists of texts from a Dataset or IterableDataset (used for tokenizer training)."""
-    if isinstance(ds, Dataset):
-        for i in range(0, len(ds), batch_size):
-            yield ds[i:i + batch_size]["text"]
-    else:
-        batch = []
-        for ex in ds:
-            batch.append(ex["text"])
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
+    """Yield lists of texts from a Dataset or IterableDataset (used for tokenizer training); very long
+    documents come in pieces, so one huge line never has to be held as one tokenizer input."""
+    rows = (ds[i:i + batch_size]["text"] for i in range(0, len(ds), batch_size)) if isinstance(ds, Dataset) \
+        else _batched(ex["text"] for ex in ds)
+    for batch in rows:
+        yield [piece for text in batch for piece in split_long_text(text)]
+
+
+def _batched(items, size=1000):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
             yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def is_local_dir(path):
