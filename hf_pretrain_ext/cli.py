@@ -236,6 +236,8 @@ def run(model_args, data_args, pretrain_args, training_args):
     # The Trainer's own hub sync would push hfpx code-dependent checkpoints during training; we push the stock
     # export with a model card once, at the end.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if resume is not None and data_args.streaming and training_args.do_train:
+        train_ds = skip_consumed(train_ds, resume, training_args)
     collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
                               pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
@@ -254,6 +256,8 @@ def run(model_args, data_args, pretrain_args, training_args):
                   "max_seq_length": max_seq_length, "argv": sys.argv}
         (out / RUN_RECORD).write_text(json.dumps(record, indent=2))
 
+    if resume is not None and data_args.streaming:
+        trainer.restore_rng_on_first_step(resume)
     results = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
@@ -312,6 +316,19 @@ def resolve_resume(training_args, last_checkpoint):
     if not Path(checkpoint, "trainer_state.json").is_file():
         raise UserError(f"--resume_from_checkpoint {checkpoint}: not a checkpoint folder")
     return checkpoint
+
+
+def skip_consumed(stream, checkpoint, training_args):
+    """Resume a stream where the checkpoint left it: drop the examples its optimizer steps consumed before they
+    reach the data loader (they are read and tokenized again, but not collated or trained on), and tell the
+    Trainer not to skip batches itself. Exact within the first pass over the stream; example_index is kept, so
+    masks are drawn exactly as in the uninterrupted run."""
+    step = json.loads(Path(checkpoint, "trainer_state.json").read_text())["global_step"]
+    consumed = (step * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+                * training_args.world_size)
+    training_args.ignore_data_skip = True
+    logger.info("resuming the stream after %d examples (%d steps)", consumed, step)
+    return stream.skip(consumed)
 
 
 def check_stopped(trainer):

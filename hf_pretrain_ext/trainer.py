@@ -47,7 +47,15 @@ class PretrainTrainer(Trainer):
         self.add_callback(self.signal_stop)
         self.add_callback(self.nonfinite)
 
+    def restore_rng_on_first_step(self, checkpoint):
+        """For a resume that skipped data itself (streams): the Trainer restores RNG states only when it skips
+        batches, so restore them here, right before the first step, as it would have."""
+        self._rng_checkpoint = checkpoint
+
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if getattr(self, "_rng_checkpoint", None) is not None:
+            self._load_rng_state(self._rng_checkpoint)
+            self._rng_checkpoint = None
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss):  # the Trainer checks this too (logging_nan_inf_filter), same sync
             self.nonfinite.report(self.state.global_step + 1, float(loss))

@@ -163,3 +163,34 @@ def test_tokenizer_larger_than_model_vocab_is_resized(tmp_path):
                     "--train_file", str(tmp_path / "c.txt"), fresh=False))
     assert json.loads((tmp_path / "o" / "config.json").read_text())["vocab_size"] == len(
         AutoTokenizer.from_pretrained(tmp_path / "tok"))
+
+
+def test_streaming_resume_is_exact_and_does_not_collate_skipped_batches(tmp_path, monkeypatch):
+    import shutil
+
+    from hf_pretrain_ext.collators import mlm
+    keys = []
+    original = mlm.MLMCollator.__call__
+
+    def logged(self, feats):
+        keys.append(feats[0]["example_index"])
+        return original(self, feats)
+
+    monkeypatch.setattr(mlm.MLMCollator, "__call__", logged)
+    make_corpus(tmp_path / "t.txt", n_docs=300)
+    make_corpus(tmp_path / "v.txt", n_docs=10, seed=1)
+    tiny_tokenizer().save_pretrained(tmp_path / "tok")
+
+    def args(out, *extra):
+        return quick_args(out, "--train_file", str(tmp_path / "t.txt"), "--validation_file", str(tmp_path / "v.txt"),
+                          "--streaming", "--tokenizer_name", str(tmp_path / "tok"), "--max_steps", "12",
+                          "--save_steps", "4", "--logging_steps", "1", "--do_train", "--save_total_limit", "5",
+                          *extra)
+    main(args(tmp_path / "whole"))
+    whole_keys, keys[:] = list(keys), []
+    shutil.copytree(tmp_path / "whole" / "checkpoint-8", tmp_path / "cut" / "checkpoint-8")
+    main(args(tmp_path / "cut", "--resume_from_checkpoint", "True"))
+    assert keys[0] == whole_keys[8]  # batches 1-8 are never collated again
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
