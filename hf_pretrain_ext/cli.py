@@ -16,17 +16,20 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, HfArgumentParser,
+                          set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
+from .args import (SENTENCE_OBJECTIVES, DataTrainingArguments, ModelArguments, PretrainArguments,
+                   PretrainTrainingArguments)
 from .collators import build_collator
 from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
+from .data.pairs import prepare_sentence_examples
 from .data.tokenizer import train_tokenizer
 from .errors import UserError
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
-from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
+from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM, HfpxBertForPreTraining
 from .plotting import plot_loss_curve
 from .trainer import PretrainTrainer
 
@@ -112,7 +115,11 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args):
 
 
 def load_model(model_args, pretrain_args, tokenizer):
-    """A checkpoint (stock BERT is loaded as hfpx-bert: same weights, correct loss), or a fresh model."""
+    """A checkpoint (stock BERT is loaded as hfpx-bert: same weights, correct loss), or a fresh model; with a
+    sentence head (*ForPreTraining) for sop/nsp."""
+    with_sentence_head = pretrain_args.objective in SENTENCE_OBJECTIVES
+    hfpx_class = HfpxBertForPreTraining if with_sentence_head else HfpxBertForMaskedLM
+    auto_class = AutoModelForPreTraining if with_sentence_head else AutoModelForMaskedLM
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
                   trust_remote_code=model_args.trust_remote_code)
     if model_args.model_name_or_path:
@@ -127,11 +134,9 @@ def load_model(model_args, pretrain_args, tokenizer):
         if config.model_type in ("bert", "hfpx-bert"):
             config = HfpxBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
             config.use_fused_loss = pretrain_args.use_fused_loss
-            model = HfpxBertForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
-                                                        **common)
+            model = hfpx_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype, **common)
         else:
-            model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
-                                                         **common)
+            model = auto_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype, **common)
     else:
         if model_args.config_name:
             config = AutoConfig.from_pretrained(model_args.config_name, **common)
@@ -151,7 +156,7 @@ def load_model(model_args, pretrain_args, tokenizer):
                 raise UserError(f"--config_overrides: {e}") from None
         if isinstance(config, HfpxBertConfig):
             config.use_fused_loss = pretrain_args.use_fused_loss
-        model = AutoModelForMaskedLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         logger.warning("tokenizer has %d tokens, model %d embeddings: resizing", len(tokenizer),
                        model.get_input_embeddings().weight.shape[0])
@@ -166,6 +171,27 @@ def resolve_max_seq_length(data_args, model, fresh):
         raise UserError(f"--max_seq_length {length} is larger than the model's {positions} positions "
                         f"(max_position_embeddings)")
     return length
+
+
+_WORD_OPTIONS = ("word_boundaries", "segmenter", "replace_level")
+_NGRAM_OPTIONS = _WORD_OPTIONS + ("span_distribution", "max_ngram", "geometric_p", "max_span_length")
+_MASKING_OPTIONS = {"mlm": (), "wwm": _WORD_OPTIONS + ("long_word_min_chars",), "ngram": _NGRAM_OPTIONS,
+                    "span": _NGRAM_OPTIONS}
+
+
+def collator_options(pretrain_args, data_args, training_args, max_seq_length, train_ds):
+    """build_collator keyword arguments for the chosen objective, from the argument dataclasses."""
+    masking = pretrain_args.token_masking()
+    options = dict(mlm_probability=data_args.mlm_probability, pad_to_multiple_of=data_args.pad_to_multiple_of,
+                   seed=training_args.seed)
+    options.update({name: getattr(pretrain_args, name) for name in _MASKING_OPTIONS[masking]})
+    if pretrain_args.objective in SENTENCE_OBJECTIVES:
+        options.update(max_seq_length=max_seq_length, masking=masking)
+    if pretrain_args.objective == "nsp":
+        if data_args.streaming:
+            raise UserError("--objective nsp draws random segments from the whole training set; it cannot stream")
+        options["pool"] = train_ds
+    return options
 
 
 def count_parameters(model):
@@ -196,8 +222,12 @@ def run(model_args, data_args, pretrain_args, training_args):
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
 
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
-                                data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+        if pretrain_args.objective in SENTENCE_OBJECTIVES:
+            lm = prepare_sentence_examples(raw, tokenizer, max_seq_length, data_args.preprocessing_num_workers,
+                                           not data_args.overwrite_cache)
+        else:
+            lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
+                                    data_args.preprocessing_num_workers, not data_args.overwrite_cache)
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     if data_args.max_train_samples is not None and not data_args.streaming:
         train_ds = train_ds.select(range(min(len(train_ds), data_args.max_train_samples)))
@@ -206,13 +236,19 @@ def run(model_args, data_args, pretrain_args, training_args):
     if training_args.do_eval and eval_ds is None:
         raise UserError("evaluation needs a --validation_file or --validation_split_percentage > 0")
 
-    collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
-                              pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
+    collator = build_collator(pretrain_args.objective, tokenizer,
+                              **collator_options(pretrain_args, data_args, training_args, max_seq_length, train_ds))
+    eval_options = {}
+    if pretrain_args.objective == "nsp" and eval_ds is not None and len(set(eval_ds["document_index"])) > 1:
+        eval_options["pool"] = eval_ds  # random segments from held-out documents (else from the training ones)
+    eval_collator = collator.for_eval(**eval_options)
+    if pretrain_args.objective in SENTENCE_OBJECTIVES:  # so evaluation computes the loss with both labels
+        training_args.label_names = ["labels", collator.label_name]
     baseline_id = None
     if not data_args.streaming:
         baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
-        model=model, args=training_args, data_collator=collator, eval_data_collator=collator.for_eval(),
+        model=model, args=training_args, data_collator=collator, eval_data_collator=eval_collator,
         train_dataset=train_ds if training_args.do_train else None,
         eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
         compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,
