@@ -41,6 +41,13 @@ def test_sop_trains_with_sentence_head_and_reloads(tmp_path, zh_file):
     assert any("sop_loss" in h for h in history)
 
 
+def test_offsets_word_boundaries_rejected_up_front(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(quick_args(tmp_path / "o", "--objective", "wwm", "--word_boundaries", "offsets"))
+    assert e.value.code == 2
+    assert "--word_boundaries offsets needs offset_mapping" in capsys.readouterr().err
+
+
 def test_objective_options_parse_and_reject():
     _, _, p, _ = parse_args(["--objective", "ngram", "--span_distribution", "geometric", "--geometric_p", "0.3",
                              "--max_span_length", "8", "--replace_level", "word"])
