@@ -92,7 +92,9 @@ def test_sop_layout_labels_and_balance(prepared):
 def test_sop_with_masking(prepared, masking):
     tok, ds = prepared
     feats = [ds[i] for i in range(len(ds))]
-    out = build_collator("sop", tok, max_seq_length=48, masking=masking, mlm_probability=0.3, seed=2)(feats)
+    out = build_collator("sop", tok, max_seq_length=48, masking=masking, mlm_probability=0.3, seed=2,
+                         pad_to_multiple_of=8)(feats)
+    assert out["input_ids"].shape[1] % 8 == 0 and out["token_type_ids"].shape == out["input_ids"].shape
     sel = out["labels"] != IGNORE_INDEX
     eligible = (out["attention_mask"] == 1) & ~torch.isin(out["input_ids"], torch.tensor(tok.all_special_ids)) | sel
     assert abs(sel.sum().item() / eligible.sum().item() - 0.3) < 0.05
