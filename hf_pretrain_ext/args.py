@@ -12,7 +12,8 @@ from transformers import TrainingArguments
 
 from .errors import UserError
 
-OBJECTIVES = ("mlm",)  # later issues add wwm, ngram, span, sop, nsp, bart, t5, clm
+OBJECTIVES = ("mlm", "wwm", "ngram", "span", "sop", "nsp")  # later issues add bart, t5, clm
+SENTENCE_OBJECTIVES = ("sop", "nsp")
 TEXT_EXTENSIONS = ("txt", "text", "raw")
 FILE_EXTENSIONS = TEXT_EXTENSIONS + ("json", "jsonl", "csv")
 
@@ -111,6 +112,33 @@ class PretrainArguments:
     use_fused_loss: bool = field(
         default=True, metadata={"help": "Compute the MLM head and loss on labelled rows only, through "
                                         "hf_pretrain_ext.kernels (the checkpoint layout does not change)."})
+    word_boundaries: str = field(
+        default="auto", metadata={"help": "Where whole-word masking finds words: 'wordpiece' (## continuations), "
+                                          "'offsets' (offset_mapping, fast tokenizers) or 'auto' (offsets when the "
+                                          "data carries them, else the vocabulary's ##, \u2581 or \u0120 markers).",
+                                  "choices": ["auto", "wordpiece", "offsets"]})
+    segmenter: str = field(
+        default="jieba", metadata={"help": "Chinese word segmenter for whole-word objectives: runs of CJK tokens are "
+                                           "segmented and aligned by character offsets ('none': every CJK token is "
+                                           "a word).", "choices": ["jieba", "none"]})
+    replace_level: str = field(
+        default="token", metadata={"help": "Whether the 80/10/10 [MASK]/random/keep choice is made per selected "
+                                           "token or once per selected word.", "choices": ["token", "word"]})
+    span_distribution: str = field(
+        default="harmonic", metadata={"help": "Span length (in words) for ngram/span: 'harmonic' p(n) ~ 1/n up to "
+                                              "--max_ngram, or 'geometric' (SpanBERT) with --geometric_p clipped at "
+                                              "--max_span_length.", "choices": ["harmonic", "geometric"]})
+    max_ngram: int = field(default=3, metadata={"help": "Longest n-gram (words) for span_distribution=harmonic."})
+    geometric_p: float = field(default=0.2, metadata={"help": "p of the geometric span length (mean 3.8 words at "
+                                                              "0.2 with max 10)."})
+    max_span_length: int = field(default=10, metadata={"help": "Longest geometric span, in words."})
+    long_word_min_chars: int | None = field(
+        default=None, metadata={"help": "Fengshenbang's WWM variant (they use 4): Chinese words of at least this "
+                                        "many characters are always masked, other words with probability "
+                                        "--mlm_probability. Only with whole-word masking."})
+    masking: str = field(
+        default="mlm", metadata={"help": "Token masking combined with --objective sop/nsp.",
+                                 "choices": ["mlm", "wwm", "ngram"]})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into an output_dir that already holds files."})
     plot: bool = field(default=True, metadata={"help": "Save loss_curve.png in the output directory."})
@@ -121,8 +149,24 @@ class PretrainArguments:
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown --objective {self.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+        if self.max_ngram < 1 or self.max_span_length < 1:
+            raise UserError("--max_ngram and --max_span_length must be at least 1")
+        if not 0.0 < self.geometric_p <= 1.0:
+            raise UserError(f"--geometric_p must be in (0, 1], got {self.geometric_p}")
+        if self.long_word_min_chars is not None and self.token_masking() != "wwm":
+            raise UserError("--long_word_min_chars applies to whole-word masking only (--objective wwm, or sop/nsp "
+                            "with --masking wwm)")
+        if self.word_boundaries == "offsets" and self.token_masking() != "mlm":
+            raise UserError("--word_boundaries offsets needs offset_mapping in the data, which the packed blocks and "
+                            "sentence pairs built by run_pretrain.py do not carry: use auto or wordpiece ('offsets' "
+                            "is for collators fed features tokenized with return_offsets_mapping=True)")
         if self.tokenizer_vocab_size < 100:
             raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+
+    def token_masking(self):
+        """The token masking in use: the objective itself, or --masking for sop/nsp."""
+        return self.masking if self.objective in SENTENCE_OBJECTIVES else self.objective
 
 
 @dataclass

@@ -18,17 +18,20 @@ import datasets
 import torch
 import transformers
 import yaml
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, HfArgumentParser,
+                          set_seed)
 
-from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
+from .args import (SENTENCE_OBJECTIVES, DataTrainingArguments, ModelArguments, PretrainArguments,
+                   PretrainTrainingArguments)
 from .collators import build_collator
 from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
+from .data.pairs import prepare_sentence_examples
 from .data.tokenizer import train_tokenizer
 from .errors import UserError
 from .hub import prepare_upload, push_folder
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
-from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM
+from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM, HfpxBertForPreTraining
 from .patching import apply_fused_loss
 from .plotting import plot_loss_curve
 from .trainer import PretrainTrainer, last_complete_checkpoint
@@ -122,7 +125,11 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpo
 
 
 def load_model(model_args, pretrain_args, tokenizer):
-    """A checkpoint (stock BERT is loaded as hfpx-bert: same weights, correct loss), or a fresh model."""
+    """A checkpoint (stock BERT is loaded as hfpx-bert: same weights, correct loss), or a fresh model; with a
+    sentence head (*ForPreTraining) for sop/nsp."""
+    with_sentence_head = pretrain_args.objective in SENTENCE_OBJECTIVES
+    hfpx_class = HfpxBertForPreTraining if with_sentence_head else HfpxBertForMaskedLM
+    auto_class = AutoModelForPreTraining if with_sentence_head else AutoModelForMaskedLM
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
                   trust_remote_code=model_args.trust_remote_code)
     if model_args.model_name_or_path:
@@ -137,11 +144,9 @@ def load_model(model_args, pretrain_args, tokenizer):
         if config.model_type in ("bert", "hfpx-bert"):
             config = HfpxBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
             config.use_fused_loss = pretrain_args.use_fused_loss
-            model = HfpxBertForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
-                                                        **common)
+            model = hfpx_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype, **common)
         else:
-            model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype,
-                                                         **common)
+            model = auto_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype, **common)
     else:
         if model_args.config_name:
             config = AutoConfig.from_pretrained(model_args.config_name, **common)
@@ -162,7 +167,7 @@ def load_model(model_args, pretrain_args, tokenizer):
         if isinstance(config, HfpxBertConfig):
             config.use_fused_loss = pretrain_args.use_fused_loss
         try:
-            model = AutoModelForMaskedLM.from_config(config, trust_remote_code=model_args.trust_remote_code)
+            model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
         except ValueError as e:  # e.g. hidden_size not a multiple of the heads, a config of another family
             raise UserError(f"the model config does not fit: {' '.join(str(e).split())[:300]}") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
@@ -196,6 +201,27 @@ def take(ds, n):
     return ds.select(range(min(len(ds), n))) if hasattr(ds, "select") else ds.take(n)
 
 
+_WORD_OPTIONS = ("word_boundaries", "segmenter", "replace_level")
+_NGRAM_OPTIONS = _WORD_OPTIONS + ("span_distribution", "max_ngram", "geometric_p", "max_span_length")
+_MASKING_OPTIONS = {"mlm": (), "wwm": _WORD_OPTIONS + ("long_word_min_chars",), "ngram": _NGRAM_OPTIONS,
+                    "span": _NGRAM_OPTIONS}
+
+
+def collator_options(pretrain_args, data_args, training_args, max_seq_length, train_ds):
+    """build_collator keyword arguments for the chosen objective, from the argument dataclasses."""
+    masking = pretrain_args.token_masking()
+    options = dict(mlm_probability=data_args.mlm_probability, pad_to_multiple_of=data_args.pad_to_multiple_of,
+                   seed=training_args.seed)
+    options.update({name: getattr(pretrain_args, name) for name in _MASKING_OPTIONS[masking]})
+    if pretrain_args.objective in SENTENCE_OBJECTIVES:
+        options.update(max_seq_length=max_seq_length, masking=masking)
+    if pretrain_args.objective == "nsp":
+        if data_args.streaming:
+            raise UserError("--objective nsp draws random segments from the whole training set; it cannot stream")
+        options["pool"] = train_ds
+    return options
+
+
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -225,8 +251,12 @@ def run(model_args, data_args, pretrain_args, training_args):
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
 
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
-                                data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+        if pretrain_args.objective in SENTENCE_OBJECTIVES:
+            lm = prepare_sentence_examples(raw, tokenizer, max_seq_length, data_args.preprocessing_num_workers,
+                                           not data_args.overwrite_cache)
+        else:
+            lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
+                                    data_args.preprocessing_num_workers, not data_args.overwrite_cache)
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     train_ds = take(train_ds, data_args.max_train_samples)
     eval_ds = take(eval_ds, data_args.max_eval_samples)
@@ -238,11 +268,17 @@ def run(model_args, data_args, pretrain_args, training_args):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     if resume is not None and data_args.streaming and training_args.do_train:
         train_ds = skip_consumed(train_ds, resume, training_args)
-    collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
-                              pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
+    collator = build_collator(pretrain_args.objective, tokenizer,
+                              **collator_options(pretrain_args, data_args, training_args, max_seq_length, train_ds))
+    eval_options = {}
+    if pretrain_args.objective == "nsp" and eval_ds is not None and len(set(eval_ds["document_index"])) > 1:
+        eval_options["pool"] = eval_ds  # random segments from held-out documents (else from the training ones)
+    eval_collator = collator.for_eval(**eval_options)
+    if pretrain_args.objective in SENTENCE_OBJECTIVES:  # so evaluation computes the loss with both labels
+        training_args.label_names = ["labels", collator.label_name]
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
-        model=model, args=training_args, data_collator=collator, eval_data_collator=collator.for_eval(),
+        model=model, args=training_args, data_collator=collator, eval_data_collator=eval_collator,
         train_dataset=train_ds if training_args.do_train else None,
         eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
         compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,

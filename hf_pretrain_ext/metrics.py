@@ -18,6 +18,8 @@ def preprocess_logits_for_metrics(logits, labels):
     """[B, L, V] or [n_labelled, V] logits -> [B, L] predicted ids (-100 where unlabelled)."""
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
+    if isinstance(labels, (tuple, list)):  # MLM labels first, then a sentence label (sop/nsp)
+        labels = labels[0]
     if logits.dim() == labels.dim() + 1 and logits.shape[:-1] == labels.shape:
         return logits.argmax(-1)
     labelled = labels != IGNORE_INDEX
@@ -50,6 +52,8 @@ class MaskedTokenAccuracy:
         preds, labels = eval_pred.predictions, eval_pred.label_ids
         if isinstance(preds, tuple):
             preds = preds[0]
+        if isinstance(labels, (tuple, list)):
+            labels = labels[0]
         labelled = labels != IGNORE_INDEX
         n = int(labelled.sum())
         out = {"masked_tokens": n, "accuracy": float((preds[labelled] == labels[labelled]).mean()) if n else 0.0}

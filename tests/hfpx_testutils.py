@@ -31,3 +31,31 @@ def quick_args(out, *extra, fresh=True):
     return ["--output_dir", str(out), "--max_steps", "4", "--logging_steps", "2", "--save_steps", "100",
             "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--max_seq_length", "64",
             "--max_eval_samples", "16", "--disable_tqdm", "true", *model, *extra]
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"  # /work/shared/data
+
+
+def shared_lines(relative, n, min_chars=1):
+    """The first `n` non-blank lines (at least min_chars long) of a file under ../shared/data; skips the test
+    when the folder is absent."""
+    import pytest
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    lines = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if len(line) >= min_chars:
+                lines.append(line)
+                if len(lines) == n:
+                    break
+    return lines
+
+
+@functools.lru_cache(maxsize=None)
+def zh_tokenizer(vocab_size=3000, n_lines=600):
+    """A BERT-Chinese-style WordPiece tokenizer trained on the fly on real Chinese text (no Hub download)."""
+    from hf_pretrain_ext.data.tokenizer import train_wordpiece
+    return train_wordpiece(shared_lines("zh_pretrain/CLUECorpusSmall_sampled.txt", n_lines), vocab_size)
