@@ -73,6 +73,7 @@ def check_against_reference(hidden, weight, labels, bias, dtype, upstream=None, 
                            upstream=upstream, **options)
     names = ["loss", "grad_hidden", "grad_weight", "grad_bias"]
     for name, o, e, t in zip(names, [ours[0]] + ours[1], [eager[0]] + eager[1], [truth[0]] + truth[1]):
-        assert o.shape == t.shape and o.dtype == (torch.float32 if name == "loss" else dtype), name
+        loss_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        assert o.shape == t.shape and o.dtype == (loss_dtype if name == "loss" else dtype), name
         assert_within_eager_error(o, e, t, dtype, name)
     return ours, truth
