@@ -118,7 +118,7 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
         raise ValueError(f"softcap must be positive or None, got {softcap}")
     backend = resolve_backend(backend, hidden.device)
     rows_hidden = hidden.reshape(-1, hidden.shape[-1])  # [N, H], a view when possible
-    rows_labels = labels.reshape(-1).contiguous()  # [N]
+    rows_labels = labels.reshape(-1).to(torch.long).contiguous()  # [N]; int32 labels are fine too
     loss, _ = flce_rows(rows_hidden, weight, None if bias is None else bias.contiguous(), rows_labels,
                         int(ignore_index), float(label_smoothing), float(z_loss),
                         None if softcap is None else float(softcap), backend)

@@ -128,3 +128,9 @@ def test_torch_backend_never_materialises_all_logits(monkeypatch):
         loss = fused_linear_cross_entropy(*leaves[:2], labels, leaves[2], softcap=5.0, label_smoothing=0.1)
         torch.autograd.grad(loss, leaves)
     assert probe.largest <= 16 * 1000, probe.largest  # one chunk of logits; weight is 8 * 1000
+
+
+def test_int32_labels(backend):
+    hidden, weight, labels, _ = make_inputs((2, 9, 16, 50), torch.float32, 0.5)
+    expected = fused_linear_cross_entropy(hidden, weight, labels)
+    assert torch.equal(fused_linear_cross_entropy(hidden, weight, labels.int()), expected)

@@ -6,9 +6,8 @@ module.py), Liger's fp32-accumulation opt-in (we always accumulate grad_weight i
 import pytest
 import torch
 
-from flce_cases import DEVICE, assert_within_eager_error, check_against_reference, eager_hf_loss, \
-    loss_and_grads, make_inputs
-from hf_pretrain_ext.kernels import fused_linear_cross_entropy, linear_cross_entropy_reference
+from flce_cases import DEVICE, check_against_reference, loss_and_grads, make_inputs
+from hf_pretrain_ext.kernels import fused_linear_cross_entropy
 from hf_pretrain_ext.kernels.functional import flce_rows
 from hf_pretrain_ext.kernels.ops import flce_torch
 
@@ -130,3 +129,22 @@ def test_int64_offsets_on_large_weight(monkeypatch):
     logits = (hidden[:3].float() @ weight.float().t())
     expected = torch.nn.functional.cross_entropy(logits, labels[:3], reduction="none")
     assert torch.allclose(ours[:3], expected, atol=2e-2), (ours, expected)
+
+
+@pytest.mark.slow
+def test_inductor_fullgraph_model(monkeypatch):
+    """Same as above through Inductor (about 20 s of C++ compilation on CPU, hence slow)."""
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
+    torch._dynamo.reset()
+    embed, head = torch.nn.Embedding(50, 16), torch.nn.Linear(16, 50)
+    ids = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
+    labels = torch.where(torch.arange(8) % 2 == 0, ids, -100)
+
+    def loss_fn(ids, labels):
+        return fused_linear_cross_entropy(torch.tanh(embed(ids)), head.weight, labels, head.bias)
+
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    params = [embed.weight, head.weight, head.bias]
+    grads = torch.autograd.grad(compiled(ids, labels), params)
+    ref = torch.autograd.grad(loss_fn(ids, labels), params)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, ref))
