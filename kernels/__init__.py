@@ -1,28 +1,18 @@
-"""Fused masked-gather + LM-head projection + cross-entropy (placeholder: eager implementation).
+"""Fused masked-gather + LM-head projection + cross-entropy for pretraining heads (hf_pretrain_ext.kernels).
 
-PLACEHOLDER, replaced by the kernels work (issue 3): the API below is final, the body is plain eager torch.
+Only rows with a label (e.g. the 15% masked tokens of MLM) go through the [V, H] GEMM, and the [N, V]
+logits never exist in full: the Triton backend (CUDA) keeps them in registers, the torch backend (CPU,
+fallback) holds one chunk at a time. See docs/kernels.md for the design and its limits.
+
+    from hf_pretrain_ext.kernels import fused_linear_cross_entropy
+    loss = fused_linear_cross_entropy(hidden, model.lm_head.weight, labels, num_items_in_batch=n)
+
+backend="auto" picks triton on CUDA when triton is importable and torch otherwise; the environment
+variable HFPX_LOSS_BACKEND=torch|triton forces one.
 """
-import torch
-import torch.nn.functional as F
+from .functional import BACKEND_ENV, HAS_TRITON, fused_linear_cross_entropy, resolve_backend
+from .module import FusedLinearCrossEntropy
+from .reference import linear_cross_entropy_reference
 
-
-def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_index=-100, label_smoothing=0.0,
-                               z_loss=0.0, softcap=None, reduction="mean", num_items_in_batch=None,
-                               backend="auto"):
-    h = hidden.reshape(-1, hidden.shape[-1])
-    y = labels.reshape(-1)
-    keep = y != ignore_index
-    logits = F.linear(h[keep], weight, bias).float()
-    if softcap is not None:
-        logits = softcap * torch.tanh(logits / softcap)
-    rows = F.cross_entropy(logits, y[keep], reduction="none", label_smoothing=label_smoothing)
-    if z_loss:
-        rows = rows + z_loss * torch.logsumexp(logits, -1) ** 2
-    if reduction == "none":
-        out = torch.zeros(y.shape, dtype=rows.dtype, device=rows.device).masked_scatter(keep, rows)
-        return out.view(labels.shape)
-    total = rows.sum() + 0.0 * (h.sum() + weight.sum())  # keeps a gradient path when no row is labelled
-    if reduction == "sum":
-        return total
-    denom = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
-    return total / denom
+__all__ = ["fused_linear_cross_entropy", "FusedLinearCrossEntropy", "linear_cross_entropy_reference",
+           "resolve_backend", "HAS_TRITON", "BACKEND_ENV"]
