@@ -23,7 +23,7 @@ from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForPreTrain
 
 from .args import (SENTENCE_OBJECTIVES, DataTrainingArguments, ModelArguments, PretrainArguments,
                    PretrainTrainingArguments)
-from .collators import build_collator
+from .collators import add_word_starts, build_collator
 from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
 from .data.pairs import prepare_sentence_examples
@@ -257,6 +257,10 @@ def run(model_args, data_args, pretrain_args, training_args):
         else:
             lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
                                     data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+            if pretrain_args.objective in ("wwm", "ngram", "span"):
+                # word boundaries (jieba for Chinese) computed once and cached, not in every epoch's collator
+                lm = {k: add_word_starts(v, tokenizer, pretrain_args.word_boundaries, pretrain_args.segmenter,
+                                         data_args.preprocessing_num_workers) for k, v in lm.items()}
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     train_ds = take(train_ds, data_args.max_train_samples)
     eval_ds = take(eval_ds, data_args.max_eval_samples)
