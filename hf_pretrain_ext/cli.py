@@ -19,6 +19,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from . import generative
 from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
 from .collators import build_collator
 from .data.grouping import tokenize_and_group
@@ -97,7 +98,9 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args):
                                                  trust_remote_code=model_args.trust_remote_code)
         except OSError as e:
             raise UserError(f"could not load a tokenizer from {name}: {' '.join(str(e).split())[:200]}") from None
-    kind = "wordpiece" if pretrain_args.tokenizer_type == "auto" else pretrain_args.tokenizer_type
+    kind = pretrain_args.tokenizer_type
+    if kind == "auto":
+        kind = "bpe" if generative.is_generative(pretrain_args.objective) else "wordpiece"
     tok_dir = Path(training_args.output_dir) / "tokenizer"
     with training_args.main_process_first(desc="tokenizer training"):
         if training_args.process_index == 0 or not (tok_dir / "tokenizer.json").exists():
@@ -204,31 +207,57 @@ def run(model_args, data_args, pretrain_args, training_args):
     set_seed(training_args.seed)
     started = time.time()
 
-    raw = load_raw_datasets(data_args, model_args, training_args.seed)
+    mixture = generative.parse_mixture(pretrain_args.mixture) if pretrain_args.mixture else None
+    file_mixture = mixture is not None and mixture.kind == "files"
+    if file_mixture:  # one raw DatasetDict per file; the tokenizer is trained on all of them
+        raws = generative.load_file_mixture(mixture, data_args, model_args, training_args.seed, load_raw_datasets)
+        raw = datasets.DatasetDict({k: datasets.concatenate_datasets([r[k] for r in raws.values() if k in r])
+                                    for k in ("train", "validation") if any(k in r for r in raws.values())})
+    else:
+        raw = load_raw_datasets(data_args, model_args, training_args.seed)
     tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args)
-    model = load_model(model_args, pretrain_args, tokenizer)
+    if generative.is_generative(pretrain_args.objective):
+        tokenizer = generative.prepare_tokenizer(tokenizer, pretrain_args)
+        model = generative.load_model(model_args, pretrain_args, tokenizer)
+    else:
+        model = load_model(model_args, pretrain_args, tokenizer)
     max_seq_length = resolve_max_seq_length(data_args, model, fresh=model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", model.config.model_type,
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
 
+    block_length = max_seq_length
+    if generative.is_generative(pretrain_args.objective):
+        block_length = generative.group_length(pretrain_args, max_seq_length, tokenizer)
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
-                                data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+        group = lambda r: tokenize_and_group(r, tokenizer, block_length, data_args.line_by_line,  # noqa: E731
+                                             data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+        if file_mixture:
+            parts = {name: group(r) for name, r in raws.items()}
+            lm = {"train": generative.build_file_mixture(mixture, parts, pretrain_args, training_args.seed),
+                  "validation": generative.concat_validation(parts)}
+        else:
+            lm = group(raw)
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     train_ds = take(train_ds, data_args.max_train_samples)
     eval_ds = take(eval_ds, data_args.max_eval_samples)
     if training_args.do_eval and eval_ds is None:
         raise UserError("evaluation needs a --validation_file or --validation_split_percentage > 0")
 
-    collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
-                              pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
+    preprocess = preprocess_logits_for_metrics
+    if generative.is_generative(pretrain_args.objective):
+        collator = generative.build_training_collator(tokenizer, pretrain_args, data_args, training_args, model,
+                                                      mixture.names if file_mixture else None)
+        preprocess = generative.metrics_preprocessor(pretrain_args.objective)
+    else:
+        collator = build_collator(pretrain_args.objective, tokenizer, mlm_probability=data_args.mlm_probability,
+                                  pad_to_multiple_of=data_args.pad_to_multiple_of, seed=training_args.seed)
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
         model=model, args=training_args, data_collator=collator, eval_data_collator=collator.for_eval(),
         train_dataset=train_ds if training_args.do_train else None,
         eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
         compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None)
+        preprocess_logits_for_metrics=preprocess if training_args.do_eval else None)
 
     out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
@@ -262,19 +291,22 @@ def run(model_args, data_args, pretrain_args, training_args):
         if pretrain_args.plot and plot_loss_curve(trainer.state.log_history, out / "loss_curve.png",
                                                   f"{model.config.model_type} {pretrain_args.objective}"):
             logger.info("loss curve: %s", out / "loss_curve.png")
-        print_summary(out, results, time.time() - started)
+        auto = (generative.auto_class(pretrain_args.objective).__name__
+                if generative.is_generative(pretrain_args.objective) else "AutoModelForMaskedLM")
+        print_summary(out, results, time.time() - started, auto)
     return results
 
 
-def print_summary(out, results, seconds):
+def print_summary(out, results, seconds, auto="AutoModelForMaskedLM"):
     lines = [f"\nDone in {seconds / 60:.1f} min. Results in {out}/"]
     if "eval_accuracy" in results:
-        lines.append(f"  held-out masked-token accuracy: {results['eval_accuracy']:.4f}   "
+        what = "masked-token" if auto == "AutoModelForMaskedLM" else "target-token"
+        lines.append(f"  held-out {what} accuracy: {results['eval_accuracy']:.4f}   "
                      f"most-frequent-token baseline: {results.get('eval_baseline_accuracy', float('nan')):.4f}")
         lines.append(f"  held-out perplexity: {results['perplexity']:.2f}   (eval loss {results['eval_loss']:.4f})")
     lines.append("Load it with:\n"
                  "  import hf_pretrain_ext  # registers the hfpx-* model types\n"
-                 "  from transformers import AutoModelForMaskedLM, AutoTokenizer\n"
-                 f"  model = AutoModelForMaskedLM.from_pretrained({os.fspath(out)!r})\n"
+                 f"  from transformers import {auto}, AutoTokenizer\n"
+                 f"  model = {auto}.from_pretrained({os.fspath(out)!r})\n"
                  f"  tokenizer = AutoTokenizer.from_pretrained({os.fspath(out)!r})")
     print("\n".join(lines), flush=True)
