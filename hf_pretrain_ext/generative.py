@@ -138,6 +138,13 @@ def _fresh_config(model_type, tokenizer):
     return config
 
 
+def _check_family(objective, config):
+    wants_seq2seq = objective != "clm"
+    if bool(getattr(config, "is_encoder_decoder", False)) != wants_seq2seq:
+        raise UserError(f"--objective {objective} needs {'an encoder-decoder' if wants_seq2seq else 'a decoder-only'}"
+                        f" model, got {config.model_type}")
+
+
 def load_model(model_args, pretrain_args, tokenizer):
     """A fresh hfpx-gpt / hfpx-bart / hfpx-t5, or a checkpoint, for a generative objective."""
     objective = pretrain_args.objective
@@ -179,15 +186,13 @@ def load_model(model_args, pretrain_args, tokenizer):
                 config.update_from_string(model_args.config_overrides)
             except (ValueError, AttributeError) as e:
                 raise UserError(f"--config_overrides: {e}") from None
+        _check_family(objective, config)
         try:
             model = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
         except ValueError as e:
             raise UserError(f"--objective {objective} cannot use a {config.model_type} model: "
                             f"{' '.join(str(e).split())[:200]}") from None
-    wants_seq2seq = objective != "clm"
-    if bool(getattr(model.config, "is_encoder_decoder", False)) != wants_seq2seq:
-        raise UserError(f"--objective {objective} needs {'an encoder-decoder' if wants_seq2seq else 'a decoder-only'}"
-                        f" model, got {model.config.model_type}")
+    _check_family(objective, model.config)
     if hasattr(model.config, "use_fused_loss"):
         model.config.use_fused_loss = pretrain_args.use_fused_loss
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
