@@ -12,8 +12,9 @@ from transformers import TrainingArguments
 
 from .errors import UserError
 
-OBJECTIVES = ("mlm", "wwm", "ngram", "span", "sop", "nsp")  # later issues add bart, t5, clm
+OBJECTIVES = ("mlm", "wwm", "ngram", "span", "sop", "nsp", "bart", "t5", "clm")
 SENTENCE_OBJECTIVES = ("sop", "nsp")
+GENERATIVE_OBJECTIVES = ("bart", "t5", "clm")
 TEXT_EXTENSIONS = ("txt", "text", "raw")
 FILE_EXTENSIONS = TEXT_EXTENSIONS + ("json", "jsonl", "csv")
 
@@ -145,6 +146,49 @@ class PretrainArguments:
     hub_dry_run: bool = field(
         default=False, metadata={"help": "With --push_to_hub: build <output_dir>/hub_upload (stock export + model "
                                          "card) but upload nothing."})
+    # -- generative objectives (bart, t5, clm) and mixtures: see hf_pretrain_ext/generative.py ---------------
+    bart_recipe: str = field(
+        default="released", metadata={"help": "BART noising defaults: 'released' (fairseq's bart.large recipe: "
+                                              "mask 0.3 of words, mask_random 0.1, poisson_lambda 3.5, "
+                                              "replace_length 1, permute_sentences 1) or 'paper' (30% of tokens, "
+                                              "Poisson(3), no random replacement, permute_sentences 1). The flags "
+                                              "below override single values.",
+                                      "choices": ["released", "paper"]})
+    mask_ratio: float | None = field(
+        default=None, metadata={"help": "BART text infilling: fraction of words (or tokens) masked per example."})
+    mask_random: float | None = field(
+        default=None, metadata={"help": "BART: fraction of masked spans / inserted masks that are random tokens."})
+    poisson_lambda: float | None = field(default=None, metadata={"help": "BART: mean span length (Poisson)."})
+    mask_unit: str | None = field(default=None, metadata={"help": "BART infilling counts 'word's or 'token's.",
+                                                          "choices": ["word", "token"]})
+    replace_length: int | None = field(
+        default=None, metadata={"help": "BART: 0 deletes a masked span, 1 puts one mask for it, -1 a mask per "
+                                        "token.", "choices": [-1, 0, 1]})
+    permute_sentences: float | None = field(
+        default=None, metadata={"help": "BART: fraction of sentences shuffled among themselves."})
+    rotate: float | None = field(default=None, metadata={"help": "BART: probability of rotating the document."})
+    insert_ratio: float | None = field(
+        default=None, metadata={"help": "BART: masks inserted, as a fraction of the example's tokens."})
+    token_mask_ratio: float = field(default=0.0, metadata={"help": "BART token masking: fraction of single "
+                                                                   "tokens replaced by the mask token."})
+    token_delete_ratio: float = field(default=0.0, metadata={"help": "BART token deletion: fraction of tokens "
+                                                                     "deleted."})
+    noise_density: float = field(default=0.15, metadata={"help": "T5 span corruption: fraction of noise tokens."})
+    mean_noise_span_length: float = field(default=3.0, metadata={"help": "T5 span corruption: mean span length."})
+    clm_packing: str = field(
+        default="documents", metadata={"help": "Causal LM blocks: 'documents' (positions restart and attention "
+                                               "stays within each document, no label crosses a boundary) or "
+                                               "'none' (run_clm.py blocks).", "choices": ["documents", "none"]})
+    mixture: str | None = field(
+        default=None, metadata={"help": "Mix objectives ('bart=0.7,t5=0.3', same model family) or training files "
+                                        "('a.txt=0.3,b.txt=0.7', or 'a.txt,b.txt' with --mixture_cap / "
+                                        "--mixture_temperature for examples-proportional mixing). Explicit rates "
+                                        "must sum to 1. Each component's loss is logged as <name>_loss."})
+    mixture_cap: int | None = field(
+        default=None, metadata={"help": "Examples-proportional mixing: cap K on each file's example count."})
+    mixture_temperature: float = field(
+        default=1.0, metadata={"help": "Examples-proportional mixing: temperature T (rates ** (1/T), "
+                                       "renormalised)."})
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -162,7 +206,21 @@ class PretrainArguments:
                             "is for collators fed features tokenized with return_offsets_mapping=True)")
         if self.tokenizer_vocab_size < 100:
             raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
-
+        for name in ("mask_ratio", "mask_random", "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio",
+                     "token_delete_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise UserError(f"--{name} must be in [0, 1], got {value}")
+        if self.poisson_lambda is not None and self.poisson_lambda <= 0:
+            raise UserError(f"--poisson_lambda must be > 0, got {self.poisson_lambda}")
+        if not 0.0 < self.noise_density < 1.0:
+            raise UserError(f"--noise_density must be in (0, 1), got {self.noise_density}")
+        if self.mean_noise_span_length < 1:
+            raise UserError(f"--mean_noise_span_length must be >= 1, got {self.mean_noise_span_length}")
+        if self.mixture_cap is not None and self.mixture_cap < 1:
+            raise UserError(f"--mixture_cap must be a positive number of examples, got {self.mixture_cap}")
+        if self.mixture_temperature <= 0:
+            raise UserError(f"--mixture_temperature must be > 0, got {self.mixture_temperature}")
 
     def token_masking(self):
         """The token masking in use: the objective itself, or --masking for sop/nsp."""

@@ -21,6 +21,7 @@ import yaml
 from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, HfArgumentParser,
                           set_seed)
 
+from . import generative
 from .args import (SENTENCE_OBJECTIVES, DataTrainingArguments, ModelArguments, PretrainArguments,
                    PretrainTrainingArguments)
 from .collators import add_word_starts, build_collator
@@ -109,7 +110,9 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpo
                                                  trust_remote_code=model_args.trust_remote_code)
         except OSError as e:
             raise UserError(f"could not load a tokenizer from {name}: {' '.join(str(e).split())[:200]}") from None
-    kind = "wordpiece" if pretrain_args.tokenizer_type == "auto" else pretrain_args.tokenizer_type
+    kind = pretrain_args.tokenizer_type
+    if kind == "auto":
+        kind = "bpe" if generative.is_generative(pretrain_args.objective) else "wordpiece"
     tok_dir = Path(training_args.output_dir) / "tokenizer"
     with training_args.main_process_first(desc="tokenizer training"):
         if training_args.process_index == 0 or not (tok_dir / "tokenizer.json").exists():
@@ -242,25 +245,44 @@ def run(model_args, data_args, pretrain_args, training_args):
     set_seed(training_args.seed)
     started = time.time()
 
-    raw = load_raw_datasets(data_args, model_args, training_args.seed)
+    mixture = generative.parse_mixture(pretrain_args.mixture) if pretrain_args.mixture else None
+    file_mixture = mixture is not None and mixture.kind == "files"
+    if file_mixture:  # one raw DatasetDict per file; the tokenizer is trained on all of them
+        raws = generative.load_file_mixture(mixture, data_args, model_args, training_args.seed, load_raw_datasets)
+        raw = datasets.DatasetDict({k: datasets.concatenate_datasets([r[k] for r in raws.values() if k in r])
+                                    for k in ("train", "validation") if any(k in r for r in raws.values())})
+    else:
+        raw = load_raw_datasets(data_args, model_args, training_args.seed)
     resume = resolve_resume(training_args, last_checkpoint)
     tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args, resume)
-    model = load_model(model_args, pretrain_args, tokenizer)
+    if generative.is_generative(pretrain_args.objective):
+        tokenizer = generative.prepare_tokenizer(tokenizer, pretrain_args)
+        model = generative.load_model(model_args, pretrain_args, tokenizer)
+    else:
+        model = load_model(model_args, pretrain_args, tokenizer)
     max_seq_length = resolve_max_seq_length(data_args, model, fresh=model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", model.config.model_type,
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
 
+    block_length = max_seq_length
+    if generative.is_generative(pretrain_args.objective):
+        block_length = generative.group_length(pretrain_args, max_seq_length, tokenizer)
     with training_args.main_process_first(desc="tokenizing and grouping"):
+        group = lambda r: tokenize_and_group(r, tokenizer, block_length, data_args.line_by_line,  # noqa: E731
+                                             data_args.preprocessing_num_workers, not data_args.overwrite_cache)
         if pretrain_args.objective in SENTENCE_OBJECTIVES:
             lm = prepare_sentence_examples(raw, tokenizer, max_seq_length, data_args.preprocessing_num_workers,
                                            not data_args.overwrite_cache)
+        elif file_mixture:
+            parts = {name: group(r) for name, r in raws.items()}
+            lm = {"train": generative.build_file_mixture(mixture, parts, pretrain_args, training_args.seed),
+                  "validation": generative.concat_validation(parts)}
         else:
-            lm = tokenize_and_group(raw, tokenizer, max_seq_length, data_args.line_by_line,
-                                    data_args.preprocessing_num_workers, not data_args.overwrite_cache)
-            if pretrain_args.objective in ("wwm", "ngram", "span"):
-                # word boundaries (jieba for Chinese) computed once and cached, not in every epoch's collator
-                lm = {k: add_word_starts(v, tokenizer, pretrain_args.word_boundaries, pretrain_args.segmenter,
-                                         data_args.preprocessing_num_workers) for k, v in lm.items()}
+            lm = group(raw)
+        if pretrain_args.objective in ("wwm", "ngram", "span"):
+            # word boundaries (jieba for Chinese) computed once and cached, not in every epoch's collator
+            lm = {k: add_word_starts(v, tokenizer, pretrain_args.word_boundaries, pretrain_args.segmenter,
+                                     data_args.preprocessing_num_workers) for k, v in lm.items()}
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     train_ds = take(train_ds, data_args.max_train_samples)
     eval_ds = take(eval_ds, data_args.max_eval_samples)
@@ -272,21 +294,28 @@ def run(model_args, data_args, pretrain_args, training_args):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     if resume is not None and data_args.streaming and training_args.do_train:
         train_ds = skip_consumed(train_ds, resume, training_args)
-    collator = build_collator(pretrain_args.objective, tokenizer,
-                              **collator_options(pretrain_args, data_args, training_args, max_seq_length, train_ds))
+    preprocess = preprocess_logits_for_metrics
     eval_options = {}
-    if pretrain_args.objective == "nsp" and eval_ds is not None and len(set(eval_ds["document_index"])) > 1:
-        eval_options["pool"] = eval_ds  # random segments from held-out documents (else from the training ones)
-    eval_collator = collator.for_eval(**eval_options)
-    if pretrain_args.objective in SENTENCE_OBJECTIVES:  # so evaluation computes the loss with both labels
-        training_args.label_names = ["labels", collator.label_name]
+    if generative.is_generative(pretrain_args.objective):
+        collator = generative.build_training_collator(tokenizer, pretrain_args, data_args, training_args, model,
+                                                      mixture.names if file_mixture else None)
+        preprocess = generative.metrics_preprocessor(pretrain_args.objective)
+    else:
+        collator = build_collator(pretrain_args.objective, tokenizer,
+                                  **collator_options(pretrain_args, data_args, training_args, max_seq_length,
+                                                     train_ds))
+        if pretrain_args.objective == "nsp" and eval_ds is not None and len(set(eval_ds["document_index"])) > 1:
+            eval_options["pool"] = eval_ds  # random segments from held-out documents (else from the training ones)
+        if pretrain_args.objective in SENTENCE_OBJECTIVES:  # so evaluation computes the loss with both labels
+            training_args.label_names = ["labels", collator.label_name]
+    eval_collator = collator.for_eval(**eval_options) if hasattr(collator, "for_eval") else collator
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
         model=model, args=training_args, data_collator=collator, eval_data_collator=eval_collator,
         train_dataset=train_ds if training_args.do_train else None,
         eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
         compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None)
+        preprocess_logits_for_metrics=preprocess if training_args.do_eval else None)
 
     out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
@@ -322,7 +351,9 @@ def run(model_args, data_args, pretrain_args, training_args):
             logger.info("loss curve: %s", out / "loss_curve.png")
         if push_to_hub:
             publish(out, pretrain_args, data_args, training_args, max_seq_length, results)
-        print_summary(out, results, time.time() - started)
+        auto = (generative.auto_class(pretrain_args.objective).__name__
+                if generative.is_generative(pretrain_args.objective) else "AutoModelForMaskedLM")
+        print_summary(out, results, time.time() - started, auto)
     return results
 
 
@@ -384,15 +415,16 @@ def check_stopped(trainer):
         raise SystemExit(128 + int(getattr(signal, name)))
 
 
-def print_summary(out, results, seconds):
+def print_summary(out, results, seconds, auto="AutoModelForMaskedLM"):
     lines = [f"\nDone in {seconds / 60:.1f} min. Results in {out}/"]
     if "eval_accuracy" in results:
-        lines.append(f"  held-out masked-token accuracy: {results['eval_accuracy']:.4f}   "
+        what = "masked-token" if auto == "AutoModelForMaskedLM" else "target-token"
+        lines.append(f"  held-out {what} accuracy: {results['eval_accuracy']:.4f}   "
                      f"most-frequent-token baseline: {results.get('eval_baseline_accuracy', float('nan')):.4f}")
         lines.append(f"  held-out perplexity: {results['perplexity']:.2f}   (eval loss {results['eval_loss']:.4f})")
     lines.append("Load it with:\n"
                  "  import hf_pretrain_ext  # registers the hfpx-* model types\n"
-                 "  from transformers import AutoModelForMaskedLM, AutoTokenizer\n"
-                 f"  model = AutoModelForMaskedLM.from_pretrained({os.fspath(out)!r})\n"
+                 f"  from transformers import {auto}, AutoTokenizer\n"
+                 f"  model = {auto}.from_pretrained({os.fspath(out)!r})\n"
                  f"  tokenizer = AutoTokenizer.from_pretrained({os.fspath(out)!r})")
     print("\n".join(lines), flush=True)

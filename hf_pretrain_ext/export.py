@@ -1,7 +1,8 @@
 """Export an hfpx checkpoint to the stock transformers architecture, loadable without this package.
 
-hfpx-bert keeps BERT's weight names, so the export is a config rewrite (model_type 'bert', our loss switches
-dropped, architectures renamed HfpxBert* -> Bert*) and a load into the stock class, which checks that every weight
+Every hfpx model keeps its stock model's weight names (hfpx-bert: BERT, hfpx-gpt: GPT-2, hfpx-bart: BART,
+hfpx-t5: T5), so the export is a config rewrite (stock model_type, our loss switches dropped, architectures
+renamed, e.g. HfpxBert* -> Bert*, HfpxGPTForCausalLM -> GPT2LMHeadModel) and a load into the stock class, which checks that every weight
 is consumed. Hub users then need no custom code. Usable as `python -m hf_pretrain_ext.export SRC DST`.
 """
 import argparse
@@ -13,7 +14,11 @@ from transformers import AutoConfig, AutoTokenizer
 
 from .errors import UserError
 
-_OURS = {"hfpx-bert": ("bert", "HfpxBert", "Bert")}
+_OURS = {"hfpx-bert": ("bert", "HfpxBert", "Bert"), "hfpx-gpt": ("gpt2", "HfpxGPT", "GPT2"),
+         "hfpx-bart": ("bart", "HfpxBart", "Bart"), "hfpx-t5": ("t5", "HfpxT5", "T5")}
+_DEFAULT_ARCH = {"hfpx-bert": "HfpxBertForMaskedLM", "hfpx-gpt": "HfpxGPTForCausalLM",
+                 "hfpx-bart": "HfpxBartForConditionalGeneration", "hfpx-t5": "HfpxT5ForConditionalGeneration"}
+_RENAMED = {"GPT2ForCausalLM": "GPT2LMHeadModel"}  # stock class names that do not follow the pattern
 _EXTRA_KEYS = ("sparse_prediction", "use_fused_loss", "loss_backend")
 
 
@@ -23,8 +28,9 @@ def stock_config(config):
         raise UserError(f"model_type {config.model_type!r} is already a stock architecture; nothing to export")
     stock_type, ours_prefix, stock_prefix = _OURS[config.model_type]
     values = {k: v for k, v in config.to_dict().items() if k not in _EXTRA_KEYS + ("model_type",)}
-    arch = (config.architectures or [f"{ours_prefix}ForMaskedLM"])[0]
+    arch = (config.architectures or [_DEFAULT_ARCH[config.model_type]])[0]
     stock_arch = arch.replace(ours_prefix, stock_prefix, 1)
+    stock_arch = _RENAMED.get(stock_arch, stock_arch)
     values["architectures"] = [stock_arch]
     return AutoConfig.for_model(stock_type, **values), stock_arch
 

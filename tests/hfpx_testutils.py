@@ -59,3 +59,30 @@ def zh_tokenizer(vocab_size=3000, n_lines=600):
     """A BERT-Chinese-style WordPiece tokenizer trained on the fly on real Chinese text (no Hub download)."""
     from hf_pretrain_ext.data.tokenizer import train_wordpiece
     return train_wordpiece(shared_lines("zh_pretrain/CLUECorpusSmall_sampled.txt", n_lines), vocab_size)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_bpe_tokenizer(vocab_size=300, sentinels=False):
+    """A byte-level BPE (bos = eos = <|endoftext|>, <pad>, <mask>) trained on sentences of WORDS."""
+    import random
+
+    from hf_pretrain_ext.collators import add_sentinel_tokens
+    from hf_pretrain_ext.data.tokenizer import train_byte_bpe
+    rng = random.Random(0)
+    text = [" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "." for _ in range(200)]
+    tok = train_byte_bpe(text, vocab_size)
+    if sentinels:
+        add_sentinel_tokens(tok)
+    return tok
+
+
+def english_documents(n_docs, sentences=(2, 6), words=(4, 12), seed=0):
+    """Documents of several sentences ending in '.', '!' or '?'."""
+    import random
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        sents = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))).capitalize() + rng.choice(".!?")
+                 for _ in range(rng.randint(*sentences))]
+        docs.append(" ".join(sents))
+    return docs

@@ -1,0 +1,92 @@
+"""hfpx-bart and hfpx-t5: the stock BartForConditionalGeneration / T5ForConditionalGeneration with our loss path.
+
+Weight names are the stock ones (`model.*`, `lm_head.weight`, `final_logits_bias` for BART; `shared`, `encoder.*`,
+`decoder.*`, `lm_head.weight` for T5). With labels, the decoder's hidden states at labelled positions are gathered
+and scored through fused_linear_cross_entropy (BART's final_logits_bias as the bias, T5's d_model**-0.5 output
+scaling applied first), the loss honours `num_items_in_batch`, and a batch with no label gives 0, not NaN.
+Without labels (generation, inference) the stock forward runs unchanged.
+"""
+from transformers import BartForConditionalGeneration, BartModel, T5ForConditionalGeneration, T5Model
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+
+from .configuration_hfpx_seq2seq import HfpxBartConfig, HfpxT5Config
+from .lm_loss import labelled_rows_loss
+
+
+def _seq2seq_output(loss, logits, outputs):
+    return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+                           decoder_hidden_states=outputs.decoder_hidden_states,
+                           decoder_attentions=outputs.decoder_attentions, cross_attentions=outputs.cross_attentions,
+                           encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+                           encoder_hidden_states=outputs.encoder_hidden_states,
+                           encoder_attentions=outputs.encoder_attentions)
+
+
+class HfpxBartModel(BartModel):
+    config_class = HfpxBartConfig
+
+
+class HfpxBartForConditionalGeneration(BartForConditionalGeneration):
+    config_class = HfpxBartConfig
+    accepts_loss_kwargs = True
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                labels=None, use_cache=None, num_items_in_batch=None, **kwargs):
+        if labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                                   decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+                                   encoder_outputs=encoder_outputs, past_key_values=past_key_values,
+                                   inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+                                   use_cache=use_cache, **kwargs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels=labels)
+        outputs = self.model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                             encoder_outputs=encoder_outputs, decoder_attention_mask=decoder_attention_mask,
+                             past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                             decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False, **kwargs)
+        loss, logits = labelled_rows_loss(self.config, outputs.last_hidden_state, self.lm_head.weight, labels,
+                                          bias=self.final_logits_bias.reshape(-1),
+                                          num_items_in_batch=num_items_in_batch, training=self.training)
+        return _seq2seq_output(loss, logits, outputs)
+
+
+class HfpxT5Model(T5Model):
+    config_class = HfpxT5Config
+
+
+class HfpxT5ForConditionalGeneration(T5ForConditionalGeneration):
+    config_class = HfpxT5Config
+    accepts_loss_kwargs = True
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                labels=None, use_cache=None, num_items_in_batch=None, **kwargs):
+        if labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                                   decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+                                   encoder_outputs=encoder_outputs, past_key_values=past_key_values,
+                                   inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+                                   use_cache=use_cache, **kwargs)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                           inputs_embeds=inputs_embeds, **kwargs)
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self._shift_right(labels)
+        decoder_outputs = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
+                                       inputs_embeds=decoder_inputs_embeds, past_key_values=past_key_values,
+                                       encoder_hidden_states=encoder_outputs.last_hidden_state,
+                                       encoder_attention_mask=attention_mask, use_cache=False, **kwargs)
+        hidden = decoder_outputs.last_hidden_state
+        if self.config.scale_decoder_outputs:
+            hidden = hidden * (self.model_dim ** -0.5)
+        loss, logits = labelled_rows_loss(self.config, hidden, self.lm_head.weight, labels,
+                                          num_items_in_batch=num_items_in_batch, training=self.training)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, decoder_hidden_states=decoder_outputs.hidden_states,
+                               decoder_attentions=decoder_outputs.attentions,
+                               cross_attentions=decoder_outputs.cross_attentions,
+                               encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+                               encoder_hidden_states=encoder_outputs.hidden_states,
+                               encoder_attentions=encoder_outputs.attentions)
