@@ -91,3 +91,10 @@ def test_pretraining_head_sentence_loss():
     out = model(input_ids=ids, labels=labels, sentence_order_label=torch.tensor([0, 1, 1]))
     torch.testing.assert_close(out.loss, out.mlm_loss + out.sop_loss)
     assert out.seq_relationship_logits.shape == (3, 2)
+
+
+@pytest.mark.parametrize("cls", [HfpxBertForMaskedLM, HfpxBertForPreTraining])
+def test_decoder_tied_to_embeddings(cls):
+    model = cls(HfpxBertConfig(**SMALL))
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    assert model.cls.predictions.decoder.bias is model.cls.predictions.bias

@@ -43,6 +43,19 @@ class HfpxBertPreTrainedModel(BertPreTrainedModel):
     accepts_loss_kwargs = True  # the Trainer passes num_items_in_batch and trusts us to divide by it
 
 
+class _TiedMLMHead:
+    """The MLM decoder tied to the input embeddings, under BERT's names (`cls.predictions.*`)."""
+
+    _tied_weights_keys = dict(_TIED)
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+
 def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_batch=None, training=True):
     """MLM loss (and logits) from `predictions` (a BertLMPredictionHead) on labelled rows only.
 
@@ -74,21 +87,12 @@ def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_ba
     return loss, logits
 
 
-class HfpxBertForMaskedLM(HfpxBertPreTrainedModel):
-    _tied_weights_keys = dict(_TIED)
-
+class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
-
-    def get_output_embeddings(self):
-        return self.cls.predictions.decoder
-
-    def set_output_embeddings(self, new_embeddings):
-        self.cls.predictions.decoder = new_embeddings
-        self.cls.predictions.bias = new_embeddings.bias
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, num_items_in_batch=None, **kwargs):
@@ -104,26 +108,17 @@ class HfpxBertForMaskedLM(HfpxBertPreTrainedModel):
                                   hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
-class HfpxBertForPreTraining(HfpxBertPreTrainedModel):
+class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
     """MLM plus a two-way sentence head (sentence-order or next-sentence prediction), BertForPreTraining's names.
 
     The sentence loss is a mean over the examples of this micro-batch (one label per example; num_items_in_batch
     counts tokens, not examples, so it is not used there)."""
-
-    _tied_weights_keys = dict(_TIED)
 
     def __init__(self, config):
         super().__init__(config)
         self.bert = BertModel(config)
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
-
-    def get_output_embeddings(self):
-        return self.cls.predictions.decoder
-
-    def set_output_embeddings(self, new_embeddings):
-        self.cls.predictions.decoder = new_embeddings
-        self.cls.predictions.bias = new_embeddings.bias
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None, sentence_order_label=None,
