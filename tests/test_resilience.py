@@ -97,7 +97,8 @@ def test_non_finite_loss_stops_without_saving(tmp_path, capsys):
     assert not (out / "model.safetensors").exists()
 
 
-def test_disk_full_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("limit", ["2", "1"])  # with a limit of 1 the failed save must not cost the only good one
+def test_disk_full_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch, limit):
     from transformers import Trainer
     calls = {"n": 0}
     original = Trainer._save_optimizer_and_scheduler
@@ -111,7 +112,7 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", failing)
     out = tmp_path / "o"
     with pytest.raises(SystemExit):
-        main(run_args(tmp_path, out, 12))
+        main(run_args(tmp_path, out, 12, "--save_total_limit", limit))
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "could not save checkpoint-8 (disk full)" in err and "checkpoint-4 is intact" in err
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
