@@ -14,7 +14,7 @@ allocated when it started (inputs excluded; for bwd the forward's saved tensors 
 CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats. CPU: every allocation and free of
 torch's CPU allocator is recorded by torch.profiler(profile_memory=True); the raw per-event byte counts
 (profiler.kineto_results, `[memory]` events) are summed in time order and the maximum is kept. This is a
-separate, untimed run, since the profiler slows the code down.
+separate, untimed run, since the profiler slows the code down. Time: CUDA events on CUDA, perf_counter on CPU.
 
 Writes results/fused_loss_<device>.csv, a .json sidecar (device, versions, date, command line, method)
 and a .png; nothing in them is estimated. Example: python benchmarks/bench_fused_loss.py --reps 3
@@ -92,20 +92,39 @@ def sync(device):
 
 
 def time_ms(fn, inputs, mode, reps, device):
+    return time_thunks(lambda: run_mode(fn, inputs, mode), reps, device)
+
+
+def time_thunks(make_thunk, reps, device):
+    """(median, min) ms of `make_thunk()()` over `reps` runs after one dropped warm-up run (autotuning,
+    allocator); make_thunk's own work (e.g. the forward before a bwd-only thunk) is not timed.
+    CUDA: events around the thunk; CPU: perf_counter."""
     times = []
-    for i in range(reps + 1):  # the first run warms up (autotuning, allocator) and is dropped
-        thunk = run_mode(fn, inputs, mode)
+    for i in range(reps + 1):
+        thunk = make_thunk()
         sync(device)
-        start = time.perf_counter()
-        thunk()
-        sync(device)
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            thunk()
+            end.record()
+            end.synchronize()
+            elapsed = start.elapsed_time(end)
+        else:
+            start = time.perf_counter()
+            thunk()
+            elapsed = (time.perf_counter() - start) * 1e3
         if i:
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append(elapsed)
     return statistics.median(times), min(times)
 
 
 def peak_bytes(fn, inputs, mode, device):
-    thunk = run_mode(fn, inputs, mode)
+    return peak_extra_bytes(run_mode(fn, inputs, mode), device)
+
+
+def peak_extra_bytes(thunk, device):
+    """Highest tensor memory allocated while `thunk()` runs, above what was allocated before it (see top)."""
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats()

@@ -110,6 +110,10 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
         raise ValueError(f"labels {tuple(labels.shape)} must match hidden {tuple(hidden.shape)} without H")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"weight must be [V, {hidden.shape[-1]}], got {tuple(weight.shape)}")
+    if torch.is_autocast_enabled(hidden.device.type):  # like F.linear under autocast (Trainer --bf16/--fp16)
+        dtype = torch.get_autocast_dtype(hidden.device.type)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
     if weight.dtype != hidden.dtype or (bias is not None and bias.dtype != hidden.dtype):
         raise ValueError("hidden, weight and bias must share one dtype")
     if not 0.0 <= label_smoothing <= 1.0:

@@ -7,7 +7,10 @@ both ways without renaming. What differs from transformers' BertForMaskedLM:
 - with labels, hidden states of labelled positions are gathered first and the head transform + decoder +
   cross-entropy run on those rows only (sparse prediction), through hf_pretrain_ext.kernels when
   `use_fused_loss` is set, so training never holds [tokens, vocab] logits;
-- a batch with no labelled token gives a zero loss with a gradient path, never NaN.
+- a batch with no labelled token gives a zero loss with a gradient path, never NaN;
+- packed rows: `document_ids` [B, L] (0, 1, 2, ... per document in a row, -1 on padding) gives each document its
+  own position ids (restarting at 0) and a block-diagonal 4D additive attention mask, which SDPA and eager
+  attention both take as-is, so a document attends only to itself and scores as it would alone.
 """
 from dataclasses import dataclass
 
@@ -87,6 +90,34 @@ def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_ba
     return loss, logits
 
 
+def document_position_ids(document_ids):
+    """[B, L] positions restarting at 0 where the document id changes (padding: its own run, harmless)."""
+    length = document_ids.shape[1]
+    cols = torch.arange(length, device=document_ids.device).expand_as(document_ids)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    return cols - torch.cummax(torch.where(starts, cols, 0), dim=1).values
+
+
+def document_attention_mask(document_ids, dtype):
+    """[B, 1, L, L] additive mask: 0 where query and key are in the same document (padding, id < 0, is a key of
+    no one), the dtype's minimum elsewhere. Every query keeps its own position, so padding rows stay finite."""
+    same = document_ids[:, :, None] == document_ids[:, None, :]  # [B, L, L]
+    allowed = (same & (document_ids[:, None, :] >= 0)) | torch.eye(document_ids.shape[1], dtype=torch.bool,
+                                                                     device=document_ids.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=document_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def packed_inputs(model, document_ids, attention_mask, position_ids):
+    """(attention_mask, position_ids) for packed rows; unchanged when document_ids is None."""
+    if document_ids is None:
+        return attention_mask, position_ids
+    if position_ids is None:
+        position_ids = document_position_ids(document_ids)
+    return document_attention_mask(document_ids, model.dtype), position_ids
+
+
 class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
@@ -95,7 +126,8 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, num_items_in_batch=None, **kwargs):
+                inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, **kwargs):
+        attention_mask, position_ids = packed_inputs(self, document_ids, attention_mask, position_ids)
         outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         sequence_output = outputs.last_hidden_state

@@ -134,3 +134,17 @@ def test_int32_labels(backend):
     hidden, weight, labels, _ = make_inputs((2, 9, 16, 50), torch.float32, 0.5)
     expected = fused_linear_cross_entropy(hidden, weight, labels)
     assert torch.equal(fused_linear_cross_entropy(hidden, weight, labels.int()), expected)
+
+
+def test_autocast_computes_in_the_autocast_dtype():
+    """Under autocast (Trainer --bf16) fp32 weights meet bf16 hidden states: cast both, as F.linear does there,
+    and hand fp32 gradients back to the fp32 leaves."""
+    hidden, weight, labels, bias = make_inputs((2, 9, 16, 50), torch.float32, 0.5, bias=True, device="cpu")
+    leaves = [t.requires_grad_() for t in (hidden, weight, bias)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fused_linear_cross_entropy(*leaves[:2], labels, leaves[2], backend="torch")
+    expected = fused_linear_cross_entropy(*[t.detach().bfloat16() for t in leaves[:2]], labels,
+                                          leaves[2].detach().bfloat16(), backend="torch")
+    assert torch.equal(loss, expected)
+    grads = torch.autograd.grad(loss, leaves)
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

@@ -1,0 +1,44 @@
+"""Smoke tests of the GPU benchmarks' tiny presets on CPU (1-2 steps), so the scripts do not rot: they run, the
+providers agree (the head benchmark exits on a loss mismatch), and every output file is written."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_head_tiny(tmp_path):
+    rows = load("bench_head").main(["--preset", "tiny", "--reps", "1", "--out", str(tmp_path / "h")])
+    assert {r["provider"] for r in rows} == {"hf", "ours"} and len(rows) == 6
+    ours = next(r for r in rows if r["provider"] == "ours" and r["mode"] == "full")
+    hf = next(r for r in rows if r["provider"] == "hf" and r["mode"] == "full")
+    assert 0 < ours["peak_mib"] < hf["peak_mib"]  # the [B*L, V] logits are never held
+    for ext in ("csv", "md", "png"):
+        assert (tmp_path / f"h.{ext}").stat().st_size > 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_bench_e2e_tiny(tmp_path):
+    rows, curves = load("bench_e2e").main(["--steps", "1", "--warmup", "1", "--workers", "1", "--compare_loss", "2",
+                                           "--out", str(tmp_path / "e")])
+    assert [(r["preset"], r["model"]) for r in rows] == [("tiny", "stock"), ("tiny", "ours"),
+                                                        ("tiny-causal", "stock"), ("tiny-causal", "ours")]
+    assert all(r["tokens_per_s"] > 0 and 0 <= r["input_wait_share"] < 1 for r in rows)
+    for ours, stock in curves.values():  # same weights, batches and dropout: fp32 losses agree
+        assert len(ours) == 2 and max(abs(a - b) for a, b in zip(ours, stock)) < 1e-4
+    for suffix in (".csv", ".md", "_loss.csv", "_loss.png"):
+        assert (tmp_path / f"e{suffix}").stat().st_size > 0
+
+
+def test_bench_e2e_profile(tmp_path):
+    load("bench_e2e").main(["--preset", "tiny", "--steps", "1", "--warmup", "0", "--workers", "0", "--profile",
+                            "--out", str(tmp_path / "p")])
+    assert "Name" in (tmp_path / "p_profile_tiny_ours.txt").read_text()
