@@ -110,8 +110,8 @@ def run(model_args, data_args, strategy_args, training_args):
                                              training_args.load_best_model_at_end):
         raise UserError("keeping the best checkpoint needs a --validation_file; or pass --eval_strategy no "
                         "--save_strategy no --load_best_model_at_end false")
-    tokenizer = load_tokenizer(model_args)
     model, record = build_model(model_args, strategy_args, data.label_list)
+    tokenizer = load_tokenizer(model_args)
     max_seq_length = resolve_max_seq_length(data_args, model, fresh=False)
     logger.info("labels (%d): %s; %s; max_seq_length %d", len(data.label_list), ", ".join(data.label_list[:20]),
                 "sentence pairs" if data.is_pair else "single sentences", max_seq_length)
