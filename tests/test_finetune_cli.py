@@ -196,3 +196,18 @@ def test_missing_validation_file_and_script_without_traceback(files, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("error: keeping the best checkpoint needs a --validation_file")
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_dataset_name_local_folder(files, tmp_path):
+    """--dataset_name with a local folder of csv files (no Hub): splits by file name, integer labels."""
+    d = tmp_path / "ds"
+    d.mkdir()
+    for split, seed, n in (("train", 0, 64), ("validation", 1, 24)):
+        rows = labelled_rows(n, seed=seed)
+        (d / f"{split}.csv").write_text("sentence,label\n" + "".join(f"{t},{y}\n" for t, _, y in rows))
+    args = quick(files, tmp_path / "o", "--num_train_epochs", "1")
+    i = args.index("--train_file")
+    del args[i:i + 4]  # no --train_file / --validation_file
+    results = main([*args, "--dataset_name", str(d)])
+    assert results["eval_samples"] == 24
+    assert json.loads((tmp_path / "o" / "hfpx_finetune.json").read_text())["labels"] == ["0", "1"]
