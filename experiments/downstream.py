@@ -12,8 +12,10 @@ which ran. Baseline: `--random_init`, i.e. the pretrained checkpoint's config an
 Everything runs through run_pretrain.py and run_finetune.py, full fine-tuning, best epoch by validation accuracy.
 
 --size sets the budget (see SIZES): `smoke` checks the script in a minute or two, `reduced` is what fits
-~20-25 minutes on 2 shared CPU cores, `full` is the ~30 minutes-per-row configuration (not run here).
-Writes <out>/downstream_<size>.{md,csv,png}: every run, mean and spread per task, machine, versions, command.
+~25 minutes on 2 shared CPU cores (measured 25.8 min with 1500 pretraining steps), `full` is the ~30 minutes-per-row
+configuration (not run here; add --pretrain_steps, --strategy, --learning_rate, --reuse_pretraining to vary it).
+Writes <out>/downstream_<size>_pt<pretraining steps>.{md,csv,png}: every run, mean and spread per task, machine,
+versions, command.
 Data is read from /work/shared/data (non-commercial sets are never copied into the package); a missing data
 folder skips its task.
 """
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +39,7 @@ DATA = Path(os.environ.get("HFPX_DATA", "/work/shared/data"))
 SIZES = {
     #          pretraining steps  fine-tune train / validation / test examples   epochs
     "smoke": dict(pretrain_steps=20, train=300, val=200, test=300, epochs=1, pretrain_seq=64),
-    "reduced": dict(pretrain_steps=700, train=3000, val=800, test=1200, epochs=3, pretrain_seq=128),
+    "reduced": dict(pretrain_steps=1500, train=3000, val=800, test=1200, epochs=3, pretrain_seq=128),
     "full": dict(pretrain_steps=4000, train=20000, val=2000, test=None, epochs=3, pretrain_seq=128),
 }
 # per task: files, columns, max_seq_length (ChnSentiCorp reviews are long in characters; the others short)
@@ -100,27 +103,31 @@ def pretrain_objective():
     return "mlm", ["--objective", "mlm"]
 
 
-def pretrain(lang, size, work, threads):
+def pretrain(lang, size, work, threads, reuse=False):
     budget = SIZES[size]
+    steps = budget["pretrain_steps"]
+    out = work / f"pretrain-{lang}"
+    if reuse and (out / "model.safetensors").is_file() and (work / f"pretrain-{lang}.json").is_file():
+        log(f"reusing the pretrained {lang} checkpoint in {out}")
+        return out
     corpus = work / f"corpus-{lang}.txt"
     with open(corpus, "w", encoding="utf-8") as f:
         for folder, name in CORPORA[lang]:
             f.write((DATA / folder / name).read_text(encoding="utf-8"))
             f.write("\n")
     objective, flags = ("mlm", ["--objective", "mlm"]) if lang == "en" else pretrain_objective()
-    out = work / f"pretrain-{lang}"
     cmd = [sys.executable, str(REPO / "run_pretrain.py"), "--train_file", str(corpus), "--document_split", "line",
-           "--output_dir", str(out), "--overwrite_output_dir", "--max_steps", str(budget["pretrain_steps"]),
+           "--output_dir", str(out), "--overwrite_output_dir", "--max_steps", str(steps),
            "--max_seq_length", str(budget["pretrain_seq"]), "--per_device_train_batch_size", "32",
            "--validation_split_percentage", "1", "--max_eval_samples", "256", "--save_steps", "100000",
            "--logging_steps", "50", "--disable_tqdm", "true", "--seed", "0", *flags]
-    log(f"pretraining {lang} ({objective}, {budget['pretrain_steps']} steps)")
+    log(f"pretraining {lang} ({objective}, {steps} steps)")
     start = time.time()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     subprocess.run(cmd, check=True, env=env, stdout=open(work / f"pretrain-{lang}.log", "w"),
                    stderr=subprocess.STDOUT)
     metrics = json.loads((out / "eval_results.json").read_text())
-    info = {"lang": lang, "objective": objective, "steps": budget["pretrain_steps"], "seconds": time.time() - start,
+    info = {"lang": lang, "objective": objective, "steps": steps, "seconds": time.time() - start,
             "masked_token_accuracy": metrics.get("eval_accuracy"), "perplexity": metrics.get("perplexity"),
             "corpus_bytes": corpus.stat().st_size, "command": " ".join(cmd[1:])}
     (work / f"pretrain-{lang}.json").write_text(json.dumps(info, indent=2))
@@ -129,7 +136,7 @@ def pretrain(lang, size, work, threads):
     return out
 
 
-def finetune(task, init, seed, ckpt, files, size, work):
+def finetune(task, init, seed, ckpt, files, size, work, strategy="full"):
     from hf_pretrain_ext.finetune.cli import main
     out = work / "runs" / f"{task}-{init}-{seed}"
     argv = ["--model_name_or_path", str(ckpt), "--train_file", files["train"], "--validation_file",
@@ -137,7 +144,7 @@ def finetune(task, init, seed, ckpt, files, size, work):
             "--num_train_epochs", str(SIZES[size]["epochs"]), "--learning_rate", FINETUNE["learning_rate"],
             "--per_device_train_batch_size", FINETUNE["batch"], "--warmup_steps", FINETUNE["warmup"],
             "--max_seq_length", str(TASKS[task]["seq"]), "--seed", str(seed), "--disable_tqdm", "true",
-            "--logging_steps", "50", "--save_total_limit", "1"]
+            "--logging_steps", "50", "--save_total_limit", "1", "--strategy", strategy]
     if TASKS[task].get("columns"):
         argv += ["--column_names", ",".join(TASKS[task]["columns"])]
     if init == "random":
@@ -163,12 +170,12 @@ def run_language(lang, args, work):
     if missing:
         log(f"skipping {lang}: missing data folder(s) {missing} under {DATA}")
         return
-    ckpt = pretrain(lang, args.size, work, args.threads)
+    ckpt = pretrain(lang, args.size, work, args.threads, args.reuse_pretraining)
     for task in tasks:
         files = task_files(task, args.size, work)
         for seed in args.seeds:
             for init in ("pretrained", "random"):
-                finetune(task, init, seed, ckpt, files, args.size, work)
+                finetune(task, init, seed, ckpt, files, args.size, work, args.strategy)
 
 
 def summarise(rows, metric="test_accuracy"):
@@ -228,7 +235,8 @@ def versions():
 def report(args, work, out_dir, wall):
     rows = [json.loads(line) for line in open(work / "runs.jsonl")]
     summary = summarise(rows)
-    stem = out_dir / f"downstream_{args.size}"
+    stem = out_dir / (f"downstream_{args.size}_pt{SIZES[args.size]['pretrain_steps']}"
+                      + ("" if args.strategy == "full" else f"_{args.strategy}"))
     with open(f"{stem}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -246,9 +254,9 @@ def report(args, work, out_dir, wall):
              f"{os.getloadavg()[0]:.1f}); {args.threads} torch thread(s) per process, {args.jobs} process(es)",
              f"- versions: {', '.join(f'{k} {v}' for k, v in versions().items())}",
              f"- command: `python experiments/downstream.py {' '.join(sys.argv[1:])}`",
-             f"- model: tiny hfpx-bert (hidden 128, 2 layers, 2 heads, FFN 512; vocab 8000 WordPiece trained on the "
-             f"pretraining text); baseline = same config and tokenizer, `--random_init`",
-             f"- fine-tuning (both inits alike): full fine-tuning, {budget['epochs']} epochs, lr "
+             "- model: tiny hfpx-bert (hidden 128, 2 layers, 2 heads, FFN 512; vocab 8000 WordPiece trained on the "
+             "pretraining text); baseline = same config and tokenizer, `--random_init`",
+             f"- fine-tuning (both inits alike): --strategy {args.strategy}, {budget['epochs']} epochs, lr "
              f"{FINETUNE['learning_rate']}, batch {FINETUNE['batch']}, warmup {FINETUNE['warmup']}, best epoch by "
              f"validation accuracy; at most {budget['train']} training / {budget['val']} validation / "
              f"{budget['test'] or 'all'} test examples (seeded subsets); seeds {args.seeds}", ""]
@@ -293,17 +301,28 @@ def main():
     p.add_argument("--jobs", type=int, default=2, help="languages run in parallel processes")
     p.add_argument("--workdir", default="/tmp/hfpx-downstream")
     p.add_argument("--out", default=str(REPO / "experiments" / "results"))
+    p.add_argument("--pretrain_steps", type=int, help="override the size's pretraining steps")
+    p.add_argument("--strategy", default="full", choices=["full", "feature_based", "adapters"],
+                   help="fine-tuning strategy for both inits")
+    p.add_argument("--learning_rate", default=FINETUNE["learning_rate"], help="fine-tuning peak learning rate")
+    p.add_argument("--reuse_pretraining", action="store_true",
+                   help="keep --workdir and reuse its pretrained checkpoints (same --size / --pretrain_steps)")
     p.add_argument("--only_language", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.pretrain_steps:
+        SIZES[args.size]["pretrain_steps"] = args.pretrain_steps
+    FINETUNE["learning_rate"] = args.learning_rate
     work = Path(args.workdir)
     if args.only_language:  # a worker process
         run_language(args.only_language, args, work)
         return
     start = time.time()
-    if work.exists():
-        import shutil
+    if args.reuse_pretraining:
+        (work / "runs.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(work / "runs", ignore_errors=True)
+    elif work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     langs = args.languages.split(",")
     base = [a for a in sys.argv[1:]]
     if args.jobs > 1 and len(langs) > 1:

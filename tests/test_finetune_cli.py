@@ -131,7 +131,8 @@ def test_glue_and_clue_layouts(tmp_path):
     assert data.is_pair and data.label_list == ["0", "1"]
     assert data.splits["train"][0] == ('He said "no.', "He said no.", "1")
     # TNEWS: no header, string labels
-    tnews = _write(tmp_path / "tnews.tsv", "上课时手机响\tnews_edu\n公司公告\tnews_finance\n二手房\tnews_house\n")
+    tnews = _write(tmp_path / "tnews.tsv",
+                   "上课时手机响\tnews_edu\n公司公告\tnews_finance\n二手房\tnews_house\n")
     data = load_labelled_data(FinetuneDataArguments(train_file=tnews, column_names="sentence,label"),
                               FinetuneModelArguments(model_name_or_path="x"), 0)
     assert data.label_list == ["news_edu", "news_finance", "news_house"] and not data.is_pair

@@ -1,7 +1,6 @@
 """Each strategy trains exactly the parameters it should (asserted by name), on a tiny hfpx-bert / GPT-2."""
 import pytest
 import torch
-from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from finetune_testutils import labelled_rows, single_thread, tiny_bert_checkpoint, tiny_gpt2_checkpoint  # noqa: F401

@@ -16,7 +16,7 @@ import torch
 import yaml
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from ..cli import check_output_dir, check_stopped, resolve_max_seq_length, setup_logging
+from ..cli import check_output_dir, check_stopped, resolve_max_seq_length, resolve_resume, setup_logging
 from ..errors import UserError
 from ..plotting import plot_loss_curve
 from .adapters import adapter_parameter_names
@@ -101,7 +101,7 @@ def run(model_args, data_args, strategy_args, training_args):
     setup_logging(training_args)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False
-    check_output_dir(training_args, strategy_args)
+    last_checkpoint = check_output_dir(training_args, strategy_args)
     set_seed(training_args.seed)
     started = time.time()
 
@@ -135,7 +135,8 @@ def run(model_args, data_args, strategy_args, training_args):
                   argv=sys.argv)
     results = {"trainable_parameters": trainable, "total_parameters": total}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        # --resume_from_checkpoint True: the newest complete checkpoint; gradual unfreezing replays its schedule
+        train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args, last_checkpoint))
         check_stopped(trainer)
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(encoded["train"]))

@@ -156,7 +156,8 @@ def build_model(model_args, strategy_args, labels):
     fresh_head = []
     if not wrapped:
         if model_args.random_init:
-            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=model_args.trust_remote_code)
         else:
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 model_args.model_name_or_path, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
