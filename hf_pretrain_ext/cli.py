@@ -46,26 +46,29 @@ def make_parser():
     return HfArgumentParser(ARG_CLASSES)
 
 
-def parse_args(argv=None):
-    """Parse a command line, or a single .json/.yaml config file, into the four argument dataclasses."""
+def parse_dataclasses(parser, argv=None):
+    """Parse a command line, or a single .json/.yaml config file, with an HfArgumentParser; bad values and
+    unknown config keys become UserError (one line), YAML is read with safe_load only."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = make_parser()
     try:
         if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
             path = Path(argv[0])
             if not path.is_file():
                 raise UserError(f"config file {argv[0]}: no such file")
             reader = parser.parse_json_file if path.suffix == ".json" else parser.parse_yaml_file
-            args = reader(str(path))
-        else:
-            args = parser.parse_args_into_dataclasses(args=argv)
+            return reader(str(path))
+        return parser.parse_args_into_dataclasses(args=argv)
     except UserError:
         raise
     except (ValueError, TypeError, KeyError) as e:  # TrainingArguments' own checks, bad config-file keys
         raise UserError(" ".join(str(e).split())) from None
     except yaml.YAMLError as e:  # safe_load only: python/object tags and the like are refused, never run
         raise UserError(f"config file {argv[0]}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
-    model_args, data_args, pretrain_args, training_args = args
+
+
+def parse_args(argv=None):
+    """The four pretraining argument dataclasses; with neither --do_train nor --do_eval, both."""
+    model_args, data_args, pretrain_args, training_args = parse_dataclasses(make_parser(), argv)
     if not training_args.do_train and not training_args.do_eval:
         training_args.do_train = training_args.do_eval = True
     return model_args, data_args, pretrain_args, training_args

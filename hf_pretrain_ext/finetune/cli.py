@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from ..cli import check_output_dir, check_stopped, resolve_max_seq_length, resolve_resume, setup_logging
+from ..cli import (check_output_dir, check_stopped, parse_dataclasses, resolve_max_seq_length, resolve_resume,
+                   setup_logging)
 from ..errors import UserError
 from ..plotting import plot_loss_curve
 from .adapters import adapter_parameter_names
@@ -37,22 +37,7 @@ def make_parser():
 
 def parse_args(argv=None):
     """Parse a command line, or a single .json/.yaml config file, into the four argument dataclasses."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = make_parser()
-    try:
-        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-            path = Path(argv[0])
-            if not path.is_file():
-                raise UserError(f"config file {argv[0]}: no such file")
-            reader = parser.parse_json_file if path.suffix == ".json" else parser.parse_yaml_file
-            return reader(str(path))
-        return parser.parse_args_into_dataclasses(args=argv)
-    except UserError:
-        raise
-    except (ValueError, TypeError, KeyError) as e:  # TrainingArguments' own checks, bad config-file keys
-        raise UserError(" ".join(str(e).split())) from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {argv[0]}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
+    return parse_dataclasses(make_parser(), argv)
 
 
 def load_tokenizer(model_args):
