@@ -49,21 +49,21 @@ def test_kill_9_and_resume_matches_uninterrupted(tmp_path):
     tiny_tokenizer().save_pretrained(tmp_path / "tok")
     tok = ("--tokenizer_name", str(tmp_path / "tok"))
     whole = tmp_path / "whole"
-    main(run_args(tmp_path, whole, 12, *tok))
+    main(run_args(tmp_path, whole, 60, *tok))
     cut = tmp_path / "cut"
-    proc = start(run_args(tmp_path, cut, 12, *tok))
+    proc = start(run_args(tmp_path, cut, 60, *tok))  # long enough that the kill lands mid-run
     wait_for(cut / "checkpoint-8", proc)
     proc.send_signal(signal.SIGKILL)  # between checkpoints (or while writing the next one)
     proc.wait()
     assert (cut / "checkpoint-8" / "model.safetensors").is_file()
     assert not (cut / "model.safetensors").exists()
-    main(run_args(tmp_path, cut, 12, *tok, "--resume_from_checkpoint", "True"))
+    main(run_args(tmp_path, cut, 60, *tok, "--resume_from_checkpoint", "True"))
     a, b = load_file(whole / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert a[k].equal(b[k]), k  # bitwise on CPU: same data order, masks, dropout and optimizer state
     assert losses(cut) == losses(whole)
-    assert sorted(p.name for p in cut.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-8"]
+    assert sorted(p.name for p in cut.glob("checkpoint-*")) == ["checkpoint-56", "checkpoint-60"]
 
 
 def test_sigterm_saves_and_exits(tmp_path):
