@@ -37,6 +37,8 @@ def honours_num_items(model):
 
 
 class PretrainTrainer(Trainer):
+    loss_parts = LOSS_PARTS  # model outputs averaged over the logging window and logged beside `loss`
+
     def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
@@ -114,11 +116,10 @@ class PretrainTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if model.training and isinstance(outputs, dict):
-            for name in LOSS_PARTS:
+            for name in self.loss_parts:
                 part = outputs.get(name)
                 if part is not None:
-                    self._parts_sum[name] += float(part.detach().float())
-                    self._parts_count[name] += 1
+                    self._record_part(name, part.detach().float())
         return (loss, outputs) if return_outputs else loss
 
     def _record_part(self, name, value):

@@ -16,6 +16,8 @@ FINETUNE_LOSS_PARTS = ("cls_loss", "lm_loss")
 
 
 class FinetuneTrainer(PretrainTrainer):
+    loss_parts = FINETUNE_LOSS_PARTS
+
     def __init__(self, *args, layer_lr_decay=1.0, include_frozen=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.layer_lr_decay = layer_lr_decay
@@ -31,17 +33,6 @@ class FinetuneTrainer(PretrainTrainer):
             optimizer_kwargs.pop("lr", None)  # every group carries its own
             self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                             num_items_in_batch=num_items_in_batch)
-        if model.training and isinstance(outputs, dict):
-            for name in FINETUNE_LOSS_PARTS:
-                part = outputs.get(name)
-                if part is not None:
-                    self._parts_sum[name] += float(part.float())
-                    self._parts_count[name] += 1
-        return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)
