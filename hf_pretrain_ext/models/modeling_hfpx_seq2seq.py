@@ -22,12 +22,10 @@ def _seq2seq_output(loss, logits, outputs):
                            encoder_attentions=outputs.encoder_attentions)
 
 
-class HfpxBartModel(BartModel):
-    config_class = HfpxBartConfig
+class _LabelledRowsSeq2Seq:
+    """Without labels, the stock forward (generation, inference); with labels, the subclass's
+    `_forward_with_labels`, which scores labelled rows only. Put before the stock class in the bases."""
 
-
-class HfpxBartForConditionalGeneration(BartForConditionalGeneration):
-    config_class = HfpxBartConfig
     accepts_loss_kwargs = True
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
@@ -39,6 +37,21 @@ class HfpxBartForConditionalGeneration(BartForConditionalGeneration):
                                    encoder_outputs=encoder_outputs, past_key_values=past_key_values,
                                    inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
                                    use_cache=use_cache, **kwargs)
+        return self._forward_with_labels(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                                         encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds,
+                                         labels, num_items_in_batch, **kwargs)
+
+
+class HfpxBartModel(BartModel):
+    config_class = HfpxBartConfig
+
+
+class HfpxBartForConditionalGeneration(_LabelledRowsSeq2Seq, BartForConditionalGeneration):
+    config_class = HfpxBartConfig
+
+    def _forward_with_labels(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                             encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds, labels,
+                             num_items_in_batch, **kwargs):
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels=labels)
         outputs = self.model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
@@ -55,19 +68,12 @@ class HfpxT5Model(T5Model):
     config_class = HfpxT5Config
 
 
-class HfpxT5ForConditionalGeneration(T5ForConditionalGeneration):
+class HfpxT5ForConditionalGeneration(_LabelledRowsSeq2Seq, T5ForConditionalGeneration):
     config_class = HfpxT5Config
-    accepts_loss_kwargs = True
 
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
-                labels=None, use_cache=None, num_items_in_batch=None, **kwargs):
-        if labels is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask,
-                                   decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-                                   encoder_outputs=encoder_outputs, past_key_values=past_key_values,
-                                   inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
-                                   use_cache=use_cache, **kwargs)
+    def _forward_with_labels(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                             encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds, labels,
+                             num_items_in_batch, **kwargs):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                            inputs_embeds=inputs_embeds, **kwargs)
