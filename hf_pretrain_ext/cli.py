@@ -120,8 +120,9 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpo
     with training_args.main_process_first(desc="tokenizer training"):
         if training_args.process_index == 0 or not (tok_dir / "tokenizer.json").exists():
             start = time.time()
+            seq2seq = any(o in generative.SEQ2SEQ_OBJECTIVES for o in generative.mixture_objectives(pretrain_args))
             tokenizer = train_tokenizer(raw["train"], kind, pretrain_args.tokenizer_vocab_size,
-                                        lowercase=pretrain_args.lowercase)
+                                        lowercase=pretrain_args.lowercase, seq2seq=seq2seq)
             if training_args.process_index == 0:
                 tokenizer.save_pretrained(str(tok_dir))
             logger.info("trained a %s tokenizer with %d tokens in %.1fs", kind, len(tokenizer), time.time() - start)

@@ -1,7 +1,8 @@
 """The generative objectives in run_pretrain.py: bart, t5 and clm, their models, and mixtures.
 
 What each objective needs from the run_mlm-style flow in cli.py, kept here so cli.py only calls in:
-- tokenizer: a byte-level BPE is trained when none is given (bos = eos = <|endoftext|>, <pad>, <mask>); for t5 the
+- tokenizer: a byte-level BPE is trained when none is given (clm: bos = eos = <|endoftext|>, <pad>, <mask>; bart/t5:
+  <s>, <pad>, </s>, <unk>, <mask>, since BART generation needs bos != eos); for t5 the
   sentinels <extra_id_0..99> are added to whatever tokenizer is used when it lacks them (with a warning; the
   model's embeddings are resized to match);
 - model: hfpx-gpt (clm), hfpx-bart (bart) or hfpx-t5 (t5), fresh from a tiny preset (TINY_GPT, TINY_BART, TINY_T5
@@ -38,6 +39,9 @@ _OURS = {"gpt2": (HfpxGPTConfig, HfpxGPTForCausalLM), "hfpx-gpt": (HfpxGPTConfig
          "hfpx-bart": (HfpxBartConfig, HfpxBartForConditionalGeneration),
          "t5": (HfpxT5Config, HfpxT5ForConditionalGeneration), "hfpx-t5": (HfpxT5Config, HfpxT5ForConditionalGeneration)}
 _PRESETS = {"hfpx-gpt": TINY_GPT, "hfpx-bart": TINY_BART, "hfpx-t5": TINY_T5}
+
+
+SEQ2SEQ_OBJECTIVES = ("bart", "t5")
 
 
 def is_generative(objective):

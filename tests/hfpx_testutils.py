@@ -62,15 +62,16 @@ def zh_tokenizer(vocab_size=3000, n_lines=600):
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_bpe_tokenizer(vocab_size=300, sentinels=False):
-    """A byte-level BPE (bos = eos = <|endoftext|>, <pad>, <mask>) trained on sentences of WORDS."""
+def tiny_bpe_tokenizer(vocab_size=300, sentinels=False, seq2seq=False):
+    """A byte-level BPE (bos = eos = <|endoftext|>, <pad>, <mask>; with seq2seq BART's <s>, <pad>, </s>, <unk>,
+    <mask>) trained on sentences of WORDS."""
     import random
 
     from hf_pretrain_ext.collators import add_sentinel_tokens
     from hf_pretrain_ext.data.tokenizer import train_byte_bpe
     rng = random.Random(0)
     text = [" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "." for _ in range(200)]
-    tok = train_byte_bpe(text, vocab_size)
+    tok = train_byte_bpe(text, vocab_size, seq2seq)
     if sentinels:
         add_sentinel_tokens(tok)
     return tok

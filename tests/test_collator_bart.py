@@ -8,7 +8,12 @@ import torch
 
 from hf_pretrain_ext.collators import BART_RECIPES, build_collator
 from hf_pretrain_ext.collators.denoising import sample_span_lengths
-from hfpx_testutils import english_documents, tiny_bpe_tokenizer
+from hfpx_testutils import english_documents
+from hfpx_testutils import tiny_bpe_tokenizer as _tiny_bpe
+
+
+def tiny_bpe_tokenizer():
+    return _tiny_bpe(seq2seq=True)  # BART's layout: <s> and </s> are two tokens
 
 
 def features(tok, n=32, seed=0, **kw):
@@ -189,3 +194,18 @@ def test_bad_input():
     # documents shorter than one span: spans are cut at </s>, nothing breaks
     out = build_collator("bart", tok)([{"input_ids": [], "example_index": 0}, {"input_ids": [50], "example_index": 1}])
     assert (out["input_ids"][:, 0] == tok.bos_token_id).all()
+
+
+def test_one_token_for_bos_and_eos():
+    """GPT-2-style tokenizer (bos = eos = decoder start): labels drop the leading bos, so generation from the
+    decoder start token does not meet eos at its first step; with BART's layout they keep it."""
+    for tok, keeps_bos in ((_tiny_bpe(), False), (tiny_bpe_tokenizer(), True)):
+        coll = build_collator("bart", tok, **only(mask_ratio=0.3))
+        feats = features(tok, n=4)
+        out = coll(feats)
+        for i, f in enumerate(feats):
+            labels = out["labels"][i][out["labels"][i] != -100].tolist()
+            expected = ([tok.bos_token_id] if keeps_bos else []) + list(f["input_ids"]) + [tok.eos_token_id]
+            assert labels == expected
+            assert out["decoder_input_ids"][i, 0] == tok.eos_token_id
+            assert out["decoder_input_ids"][i, 1:len(labels)].tolist() == labels[:-1]

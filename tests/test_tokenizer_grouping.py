@@ -26,6 +26,10 @@ def test_byte_level_bpe_roundtrip():
     text = "naïve café — 日本"  # unseen bytes still encode and decode exactly
     assert tok.decode(tok(text)["input_ids"]) == text
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token == "<pad>" and tok.mask_token == "<mask>"
+    s2s = train_byte_bpe(iter([[" ".join(WORDS)] * 5]), 300, seq2seq=True)  # BART's special-token layout
+    assert s2s.convert_ids_to_tokens(list(range(5))) == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    assert (s2s.bos_token_id, s2s.pad_token_id, s2s.eos_token_id, s2s.unk_token_id) == (0, 1, 2, 3)
+    assert s2s.decode(s2s(text)["input_ids"]) == text
 
 
 def test_grouping_blocks_are_bert_inputs():

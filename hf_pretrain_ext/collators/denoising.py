@@ -10,7 +10,9 @@ fairseq's order, each function with its own rate:
   insertion (`insert_ratio`), document rotation (with probability `rotate`).
 The budget is per example (ceil(ratio * units in this example)), never per batch. The first and last tokens
 (<s>, </s>) are never noised. labels are the original wrapped tokens and decoder_input_ids are the labels
-shifted right behind the decoder start token (BART uses </s>).
+shifted right behind the decoder start token (BART uses </s>). With a tokenizer whose bos is the decoder start
+token (GPT-2's one <|endoftext|> for bos and eos) the labels drop their leading bos: the model would otherwise learn
+to emit it first, and generate() would read it as eos and stop at once.
 
 Defaults come from a recipe: "released" is the recipe fairseq released for bart.large (fairseq #1899: mask 0.3,
 mask_random 0.1, poisson_lambda 3.5, word-level span-poisson, replace_length 1, permute_sentences 1, rotate 0,
@@ -287,6 +289,8 @@ class DenoisingCollator:
         sources = [self.noise(t, example_rng(self.seed, self.epoch, k)) for t, k in zip(targets, keys)]
         pad = self.tokenizer.pad_token_id
         input_ids, real = pad_batch(sources, pad, self.pad_to_multiple_of)
+        if self.bos_id == self.decoder_start_token_id:  # one token for bos and eos (GPT-2's <|endoftext|>)
+            targets = [t[1:] if len(t) and t[0] == self.bos_id else t for t in targets]
         labels, _ = pad_batch(targets, IGNORE_INDEX, self.pad_to_multiple_of)
         decoder_input_ids = shift_right(labels, self.decoder_start_token_id, pad)
         return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(real.astype(np.int64)),

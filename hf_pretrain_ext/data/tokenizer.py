@@ -1,7 +1,9 @@
 """Training a tokenizer on the fly from the training texts (no Hub download).
 
 WordPiece for BERT-style encoders (`##` continuation, so whole-word masking can find word starts) and byte-level
-BPE for GPT-style decoders. The result is a transformers tokenizer that saves with `save_pretrained` and loads
+BPE for GPT-style decoders (one <|endoftext|> as bos, eos and unk, as GPT-2) and for encoder-decoders (BART's
+layout: <s>, <pad>, </s>, <unk>, <mask> as ids 0-4). An encoder-decoder needs bos != eos: BART's labels start with
+bos and generation starts from eos, so with one token for both, greedy decoding stops at its first step. The result is a transformers tokenizer that saves with `save_pretrained` and loads
 back with `AutoTokenizer`.
 """
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -11,6 +13,7 @@ from .loading import iter_texts
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 GPT_SPECIALS = ["<|endoftext|>", "<pad>", "<mask>"]
+SEQ2SEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
 def train_wordpiece(texts, vocab_size, lowercase=True):
@@ -32,24 +35,28 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
-def train_byte_bpe(texts, vocab_size):
-    """GPT-2-style byte-level BPE with an end-of-text token, a pad token and a mask token."""
+def train_byte_bpe(texts, vocab_size, seq2seq=False):
+    """Byte-level BPE: GPT-2's specials (<|endoftext|>, <pad>, <mask>), or BART's with `seq2seq`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=GPT_SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SEQ2SEQ_SPECIALS if seq2seq else GPT_SPECIALS,
+                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=1024)
+    if seq2seq:
+        specials = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    else:
+        specials = dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=1024, **specials)
 
 
-def train_tokenizer(train_dataset, kind, vocab_size, lowercase=True):
-    """Train a tokenizer of `kind` ('wordpiece' or 'bpe') on the 'text' column of `train_dataset`."""
+def train_tokenizer(train_dataset, kind, vocab_size, lowercase=True, seq2seq=False):
+    """Train a tokenizer of `kind` ('wordpiece' or 'bpe', with BART's specials if `seq2seq`) on the 'text'
+    column of `train_dataset`."""
     texts = iter_texts(train_dataset)
     if kind == "wordpiece":
         return train_wordpiece(texts, vocab_size, lowercase)
     if kind == "bpe":
-        return train_byte_bpe(texts, vocab_size)
+        return train_byte_bpe(texts, vocab_size, seq2seq)
     raise ValueError(f"unknown tokenizer kind {kind!r}")
