@@ -11,59 +11,119 @@ last logged training losses and the generations; `--out` writes the same as a ma
 """
 import argparse
 import json
+import re
+import sys
 import time
 from pathlib import Path
 
-PROMPTS = {"clm": "First Citizen:\nWe are", "bart": "First Citizen:\nBefore we proceed any <mask>, hear me speak.",
-           "t5": "First Citizen:\nBefore we proceed any <extra_id_0>, hear me speak."}
+import torch
+import transformers
+
+# Sentences with one span in [brackets]: the first three are in the sample corpus (Shakespeare, seen in training),
+# the others are not. bart sees <mask> for the span, t5 <extra_id_0>; clm continues the text before it.
+SENTENCES = ["First Citizen:\nBefore we proceed any [further], hear me speak.",
+             "MENENIUS:\nWhat work's, my [countrymen], in hand? where go you\nWith bats and clubs?",
+             "First Citizen:\nWe are accounted poor [citizens], the patricians good.",
+             "The game was released in [Japan] and received positive reviews from critics.",
+             "He was born in London and studied at the [University of] Cambridge."]
+LETTER = re.compile(r"[A-Za-z]")
 
 
-def run(objective, root, max_steps, seconds_per_objective):
+def masked(sentence, objective):
+    left, rest = sentence.split("[", 1)
+    span, right = rest.split("]", 1)
+    if objective == "clm":
+        return left.rstrip(), span, ""
+    return left + ("<mask>" if objective == "bart" else "<extra_id_0>") + right, span, (left, right)
+
+
+def run(objective, root, args):
     from hf_pretrain_ext.cli import main
     out = root / objective
     argv = ["--objective", objective, "--output_dir", str(out), "--overwrite_output_dir", "--max_steps",
-            str(max_steps), "--logging_steps", str(max(1, max_steps // 15)), "--save_steps", str(max_steps),
-            "--max_seq_length", "128", "--per_device_train_batch_size", "16", "--max_eval_samples", "64",
-            "--tokenizer_vocab_size", "2000", "--learning_rate", "1e-3", "--disable_tqdm", "true", "--plot", "true"]
+            str(args.max_steps), "--logging_steps", str(max(1, args.max_steps // 15)), "--save_steps",
+            str(args.max_steps), "--max_seq_length", "128", "--per_device_train_batch_size", "16",
+            "--max_eval_samples", "64", "--tokenizer_vocab_size", "2000", "--learning_rate", args.learning_rate,
+            "--disable_tqdm", "true", "--plot", "true", *args.extra.split()]
     started = time.time()
-    results = main(argv)
+    results = main(argv) if not args.generate_only else json.loads((out / "all_results.json").read_text())
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    return out, results, losses, time.time() - started
+    return out, results, losses, time.time() - started, argv
+
+
+def fill(model, tok, objective, sentence):
+    """(model input, original span, generated text, the fill or None, filled with text?) for one sentence.
+
+    t5: greedy after the forced prefix <pad><extra_id_0>, stopping at <extra_id_1> or eos; the fill is what came
+    between. bart: greedy reconstruction; the fill is what stands between the unmasked left and right context (None
+    when the output does not reproduce them). clm: the greedy continuation."""
+    import torch
+    prompt, span, context = masked(sentence, objective)
+    enc = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        if objective == "t5":
+            s0, s1 = tok.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_1>"])
+            start = torch.tensor([[model.config.decoder_start_token_id, s0]])
+            ids = model.generate(**enc, decoder_input_ids=start, max_new_tokens=12, do_sample=False, num_beams=1,
+                                 eos_token_id=[s1, tok.eos_token_id])[0, 2:].tolist()
+            text = tok.decode(ids, skip_special_tokens=False)
+            body = ids[:-1] if ids and ids[-1] in (s1, tok.eos_token_id) else ids
+            out = None if set(body) & set(tok.all_special_ids) else tok.decode(body)
+        elif objective == "bart":
+            ids = model.generate(**enc, max_new_tokens=enc["input_ids"].shape[1] + 12, do_sample=False, num_beams=1)
+            text = tok.decode(ids[0], skip_special_tokens=True)
+            left, right = context
+            ok = text.startswith(left.rstrip()) and text.endswith(right.lstrip()) and \
+                len(text) >= len(left.rstrip()) + len(right.lstrip())
+            out = text[len(left.rstrip()):len(text) - len(right.lstrip())] if ok else None
+        else:
+            ids = model.generate(**enc, max_new_tokens=16, do_sample=False, num_beams=1)
+            text = out = tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return prompt, span, text, out, (out is not None and bool(LETTER.search(out))) if objective != "clm" else None
 
 
 def generate(objective, out):
-    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     import hf_pretrain_ext  # noqa: F401
     auto = AutoModelForCausalLM if objective == "clm" else AutoModelForSeq2SeqLM
     model = auto.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
-    enc = tok(PROMPTS[objective], return_tensors="pt")
-    with torch.no_grad():
-        ids = model.generate(**enc, max_new_tokens=24, do_sample=False, num_beams=1)
-    return tok.decode(ids[0], skip_special_tokens=objective != "t5")
+    return [fill(model, tok, objective, sentence) for sentence in SENTENCES]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objectives", default="clm,bart,t5")
     parser.add_argument("--max_steps", type=int, default=300)
+    parser.add_argument("--learning_rate", default="1e-3")
+    parser.add_argument("--extra", default="", help="more run_pretrain.py flags, e.g. '--permute_sentences 0'")
     parser.add_argument("--root", default="output/generative_convergence")
+    parser.add_argument("--generate_only", action="store_true", help="reuse the models already under --root")
     parser.add_argument("--out", default=None, help="write a markdown log here")
     args = parser.parse_args()
     lines = [f"# Generative objectives: loss and greedy generation ({time.strftime('%Y-%m-%d')})", "",
-             f"run_pretrain.py defaults, sample corpus, max_seq_length 128, batch 16, {args.max_steps} steps, CPU.", ""]
+             f"`python benchmarks/generative_convergence.py {' '.join(sys.argv[1:])}` (CPU, "
+             f"{torch.get_num_threads()} torch thread(s)); torch {torch.__version__}, transformers "
+             f"{transformers.__version__}", ""]
     for objective in args.objectives.split(","):
-        out, results, losses, seconds = run(objective, Path(args.root), args.max_steps, None)
-        text = generate(objective, out)
-        lines += [f"## {objective} ({seconds / 60:.1f} min)", "",
+        out, results, losses, seconds, argv = run(objective, Path(args.root), args)
+        fills = generate(objective, out)
+        lines += [f"## {objective}" + ("" if args.generate_only else f" ({seconds / 60:.1f} min)"), "",
+                  f"`run_pretrain.py {' '.join(argv)}`", "",
                   "step | train loss", "---: | ---:", *[f"{s} | {l:.3f}" for s, l in losses], "",
                   f"eval loss {results['eval_loss']:.3f}, perplexity {results['perplexity']:.1f}, "
                   f"target-token accuracy {results['eval_accuracy']:.3f}", "",
-                  f"prompt: `{PROMPTS[objective]!r}`", "", f"greedy: `{text!r}`", ""]
-        print("\n".join(lines[-12:]), flush=True)
+                  "input | original span | greedy output | fill | filled with text", "---|---|---|---|---"]
+        cell = lambda x: "`" + repr(x)[1:-1].replace("|", "\\|") + "`"  # noqa: E731
+        for prompt, span, text, fill_text, ok in fills:
+            lines.append(f"{cell(prompt)} | {cell(span)} | {cell(text)} | "
+                         f"{'-' if fill_text is None else cell(fill_text)} | {'n/a' if ok is None else 'yes' if ok else 'no'}")
+        if objective != "clm":
+            lines += ["", f"filled with text: {sum(f[-1] for f in fills)} of {len(fills)}"]
+        lines.append("")
+        print("\n".join(lines[-len(fills) - 14:]), flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 

@@ -13,7 +13,8 @@ Everything runs through run_pretrain.py and run_finetune.py, full fine-tuning, b
 
 --size sets the budget (see SIZES): `smoke` checks the script in a minute or two, `reduced` is what fits
 ~25 minutes on 2 shared CPU cores (measured 25.8 min with 1500 pretraining steps), `full` is the ~30 minutes-per-row
-configuration (not run here; add --pretrain_steps, --strategy, --learning_rate, --reuse_pretraining to vary it).
+configuration (not run here; add --pretrain_steps, --strategy, --pooling,
+--learning_rates (a sweep chosen on validation), --reuse_pretraining to vary it).
 Writes <out>/downstream_<size>_pt<pretraining steps>.{md,csv,png}: every run, mean and spread per task, machine,
 versions, command.
 Data is read from /work/shared/data (non-commercial sets are never copied into the package); a missing data
@@ -103,7 +104,16 @@ def pretrain_objective():
     return "mlm", ["--objective", "mlm"]
 
 
-def pretrain(lang, size, work, threads, reuse=False):
+def task_texts(task):
+    """The text column of a task's whole train.tsv (no labels): sentence (SST-2), text_a (ChnSentiCorp), the first
+    column (TNEWS). Validation and test files are never read."""
+    spec = TASKS[task]
+    header, rows = read_tsv(DATA / spec["dir"] / spec["train"], spec.get("columns"))
+    column = next(i for i, name in enumerate(header) if name in ("sentence", "text_a"))
+    return [r[column] for r in rows if len(r) > column and r[column].strip()]
+
+
+def pretrain(lang, size, work, threads, reuse=False, task_text=()):
     budget = SIZES[size]
     steps = budget["pretrain_steps"]
     out = work / f"pretrain-{lang}"
@@ -115,6 +125,8 @@ def pretrain(lang, size, work, threads, reuse=False):
         for folder, name in CORPORA[lang]:
             f.write((DATA / folder / name).read_text(encoding="utf-8"))
             f.write("\n")
+        for task in task_text:  # task-adaptive pretraining: the task's training texts, never its labels
+            f.write("\n".join(task_texts(task)) + "\n")
     objective, flags = ("mlm", ["--objective", "mlm"]) if lang == "en" else pretrain_objective()
     cmd = [sys.executable, str(REPO / "run_pretrain.py"), "--train_file", str(corpus), "--document_split", "line",
            "--output_dir", str(out), "--overwrite_output_dir", "--max_steps", str(steps),
@@ -129,35 +141,48 @@ def pretrain(lang, size, work, threads, reuse=False):
     metrics = json.loads((out / "eval_results.json").read_text())
     info = {"lang": lang, "objective": objective, "steps": steps, "seconds": time.time() - start,
             "masked_token_accuracy": metrics.get("eval_accuracy"), "perplexity": metrics.get("perplexity"),
-            "corpus_bytes": corpus.stat().st_size, "command": " ".join(cmd[1:])}
+            "corpus_bytes": corpus.stat().st_size, "task_text": list(task_text), "command": " ".join(cmd[1:])}
     (work / f"pretrain-{lang}.json").write_text(json.dumps(info, indent=2))
     log(f"pretrained {lang} in {info['seconds'] / 60:.1f} min: masked-token accuracy "
         f"{info['masked_token_accuracy']:.3f}")
     return out
 
 
-def finetune(task, init, seed, ckpt, files, size, work, strategy="full"):
+def finetune_once(task, init, seed, lr, ckpt, files, args, work):
     from hf_pretrain_ext.finetune.cli import main
-    out = work / "runs" / f"{task}-{init}-{seed}"
+    out = work / "runs" / f"{task}-{init}-{seed}-{lr}"
     argv = ["--model_name_or_path", str(ckpt), "--train_file", files["train"], "--validation_file",
             files["validation"], "--test_file", files["test"], "--output_dir", str(out), "--overwrite_output_dir",
-            "--num_train_epochs", str(SIZES[size]["epochs"]), "--learning_rate", FINETUNE["learning_rate"],
+            "--num_train_epochs", str(SIZES[args.size]["epochs"]), "--learning_rate", lr,
             "--per_device_train_batch_size", FINETUNE["batch"], "--warmup_steps", FINETUNE["warmup"],
             "--max_seq_length", str(TASKS[task]["seq"]), "--seed", str(seed), "--disable_tqdm", "true",
-            "--logging_steps", "50", "--save_total_limit", "1", "--strategy", strategy]
+            "--logging_steps", "50", "--save_total_limit", "1", "--strategy", args.strategy,
+            "--pooling", args.pooling]
     if TASKS[task].get("columns"):
         argv += ["--column_names", ",".join(TASKS[task]["columns"])]
     if init == "random":
         argv.append("--random_init")
     start = time.time()
     results = main(argv)
-    row = {"task": task, "init": init, "seed": seed, "val_accuracy": results["eval_accuracy"],
-           "test_accuracy": results["test_accuracy"], "test_f1": results["test_f1"], "test_mcc": results["test_mcc"],
-           "seconds": round(time.time() - start, 1), "train_examples": results["train_samples"],
-           "test_examples": results["test_samples"]}
+    shutil.rmtree(out, ignore_errors=True)  # checkpoints of every sweep point would fill the disk
+    return {"task": task, "init": init, "seed": seed, "learning_rate": float(lr),
+            "val_accuracy": results["eval_accuracy"], "test_accuracy": results["test_accuracy"],
+            "test_f1": results["test_f1"], "test_mcc": results["test_mcc"], "seconds": round(time.time() - start, 1),
+            "train_examples": results["train_samples"], "test_examples": results["test_samples"]}
+
+
+def finetune(task, init, seed, ckpt, files, args, work):
+    """Fine-tune once per learning rate of the sweep; the run with the best validation accuracy is the row
+    (test accuracy is only read, never used to choose)."""
+    tried = [finetune_once(task, init, seed, lr, ckpt, files, args, work) for lr in args.learning_rates]
+    with open(work / "sweep.jsonl", "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in tried)
+    row = max(tried, key=lambda r: r["val_accuracy"])
+    row["seconds"] = round(sum(r["seconds"] for r in tried), 1)
     with open(work / "runs.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    log(f"{task} {init} seed {seed}: test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f}s)")
+    log(f"{task} {init} seed {seed}: lr {row['learning_rate']:g} by validation, test accuracy "
+        f"{row['test_accuracy']:.4f} ({row['seconds']:.0f}s)")
     return row
 
 
@@ -170,12 +195,13 @@ def run_language(lang, args, work):
     if missing:
         log(f"skipping {lang}: missing data folder(s) {missing} under {DATA}")
         return
-    ckpt = pretrain(lang, args.size, work, args.threads, args.reuse_pretraining)
+    ckpt = pretrain(lang, args.size, work, args.threads, args.reuse_pretraining,
+                    task_text=tasks if args.task_text else ())
     for task in tasks:
         files = task_files(task, args.size, work)
         for seed in args.seeds:
             for init in ("pretrained", "random"):
-                finetune(task, init, seed, ckpt, files, args.size, work, args.strategy)
+                finetune(task, init, seed, ckpt, files, args, work)
 
 
 def summarise(rows, metric="test_accuracy"):
@@ -236,7 +262,7 @@ def report(args, work, out_dir, wall):
     rows = [json.loads(line) for line in open(work / "runs.jsonl")]
     summary = summarise(rows)
     stem = out_dir / (f"downstream_{args.size}_pt{SIZES[args.size]['pretrain_steps']}"
-                      + ("" if args.strategy == "full" else f"_{args.strategy}"))
+                      + ("" if args.strategy == "full" else f"_{args.strategy}") + (f"_{args.tag}" if args.tag else ""))
     with open(f"{stem}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -256,14 +282,16 @@ def report(args, work, out_dir, wall):
              f"- command: `python experiments/downstream.py {' '.join(sys.argv[1:])}`",
              "- model: tiny hfpx-bert (hidden 128, 2 layers, 2 heads, FFN 512; vocab 8000 WordPiece trained on the "
              "pretraining text); baseline = same config and tokenizer, `--random_init`",
-             f"- fine-tuning (both inits alike): --strategy {args.strategy}, {budget['epochs']} epochs, lr "
-             f"{FINETUNE['learning_rate']}, batch {FINETUNE['batch']}, warmup {FINETUNE['warmup']}, best epoch by "
+             f"- fine-tuning (both inits alike): --strategy {args.strategy}, --pooling {args.pooling}, "
+             f"{budget['epochs']} epochs, lr {FINETUNE['learning_rate']} (several: chosen per run by validation "
+             f"accuracy), batch {FINETUNE['batch']}, warmup {FINETUNE['warmup']}, best epoch by "
              f"validation accuracy; at most {budget['train']} training / {budget['val']} validation / "
              f"{budget['test'] or 'all'} test examples (seeded subsets); seeds {args.seeds}", ""]
     lines += ["## Pretraining", "", "| lang | objective | steps | corpus | held-out masked-token acc. | perplexity "
               "| minutes |", "|---|---|---:|---:|---:|---:|---:|"]
     for lang, p in pre.items():
-        lines.append(f"| {lang} | {p['objective']} | {p['steps']} | {p['corpus_bytes'] / 1e6:.1f} MB | "
+        extra = f" (with the unlabelled train texts of {', '.join(p['task_text'])})" if p.get("task_text") else ""
+        lines.append(f"| {lang} | {p['objective']} | {p['steps']} | {p['corpus_bytes'] / 1e6:.1f} MB{extra} | "
                      f"{p['masked_token_accuracy']:.3f} | {p['perplexity']:.1f} | {p['seconds'] / 60:.1f} |")
     if "zh" in pre and pre["zh"]["objective"] == "mlm":
         lines += ["", "Chinese used plain MLM on character tokens: `--objective wwm --segmenter jieba` is not in "
@@ -279,10 +307,10 @@ def report(args, work, out_dir, wall):
                      f"{'yes' if s['shown'] else 'NO'} (spread {s['spread']:.4f}) |")
     lines += ["", "'yes' means the difference of means is larger than the larger of the two seed standard "
                   "deviations and every pretrained seed beats every random-init seed.", "",
-              "Every run (also in the CSV):", "", "| task | init | seed | val acc. | test acc. | test F1 | test MCC "
-              "| seconds |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "Every run (also in the CSV):", "", "| task | init | seed | lr | val acc. | test acc. | test F1 | "
+              "test MCC | seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["task"], r["init"], r["seed"])):
-        lines.append(f"| {r['task']} | {r['init']} | {r['seed']} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f}"
+        lines.append(f"| {r['task']} | {r['init']} | {r['seed']} | {r.get('learning_rate', 0):g} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f}"
                      f" | {r['test_f1']:.4f} | {r['test_mcc']:.4f} | {r['seconds']:.0f} |")
     lines += ["", f"Plot: `{Path(stem).name}.png`. F1 is binary (class 1) for SST-2/ChnSentiCorp and macro over the "
                   "15 classes for TNEWS."]
@@ -302,16 +330,27 @@ def main():
     p.add_argument("--workdir", default="/tmp/hfpx-downstream")
     p.add_argument("--out", default=str(REPO / "experiments" / "results"))
     p.add_argument("--pretrain_steps", type=int, help="override the size's pretraining steps")
+    p.add_argument("--task_text", action="store_true",
+                   help="task-adaptive pretraining: add the unlabelled training texts of the language's tasks to "
+                        "its pretraining corpus (Gururangan et al. 2020); validation/test texts are never added")
+    p.add_argument("--train_examples", type=int, help="override the size's number of fine-tuning examples")
     p.add_argument("--strategy", default="full", choices=["full", "feature_based", "adapters"],
                    help="fine-tuning strategy for both inits")
-    p.add_argument("--learning_rate", default=FINETUNE["learning_rate"], help="fine-tuning peak learning rate")
+    p.add_argument("--learning_rates", default=FINETUNE["learning_rate"], type=lambda s: s.split(","),
+                   help="fine-tuning peak learning rate(s); several (comma-separated) are a sweep, chosen per init, "
+                        "task and seed by validation accuracy")
+    p.add_argument("--tag", default="", help="suffix of the report's file names")
+    p.add_argument("--pooling", default="auto", choices=["auto", "cls", "mean"],
+                   help="sentence vector for the classifier (run_finetune.py --pooling)")
     p.add_argument("--reuse_pretraining", action="store_true",
                    help="keep --workdir and reuse its pretrained checkpoints (same --size / --pretrain_steps)")
     p.add_argument("--only_language", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.pretrain_steps:
         SIZES[args.size]["pretrain_steps"] = args.pretrain_steps
-    FINETUNE["learning_rate"] = args.learning_rate
+    if args.train_examples:
+        SIZES[args.size]["train"] = args.train_examples
+    FINETUNE["learning_rate"] = ",".join(args.learning_rates)
     work = Path(args.workdir)
     if args.only_language:  # a worker process
         run_language(args.only_language, args, work)
@@ -319,6 +358,7 @@ def main():
     start = time.time()
     if args.reuse_pretraining:
         (work / "runs.jsonl").unlink(missing_ok=True)
+        (work / "sweep.jsonl").unlink(missing_ok=True)
         shutil.rmtree(work / "runs", ignore_errors=True)
     elif work.exists():
         shutil.rmtree(work)
