@@ -34,7 +34,9 @@ def masked(sentence, objective):
     span, right = rest.split("]", 1)
     if objective == "clm":
         return left.rstrip(), span, ""
-    return left + ("<mask>" if objective == "bart" else "<extra_id_0>") + right, span, (left, right)
+    # the mask stands where the span and its leading space were, as in training (the trained tokenizers' <mask> and
+    # sentinels also swallow that space; tokenizers saved before they did would keep a stray space token here)
+    return left.rstrip() + ("<mask>" if objective == "bart" else "<extra_id_0>") + right, span, (left, right)
 
 
 def run(objective, root, args):
@@ -56,11 +58,15 @@ def fill(model, tok, objective, sentence):
     """(model input, original span, generated text, the fill or None, filled with text?) for one sentence.
 
     t5: greedy after the forced prefix <pad><extra_id_0>, stopping at <extra_id_1> or eos; the fill is what came
-    between. bart: greedy reconstruction; the fill is what stands between the unmasked left and right context (None
-    when the output does not reproduce them). clm: the greedy continuation."""
+    between. bart: greedy reconstruction; the fill is what follows the reproduced left context up to the first word
+    of the right context (None when the output does not start with the left context or never resumes the right
+    one). clm: the greedy continuation."""
     import torch
     prompt, span, context = masked(sentence, objective)
-    enc = tok(prompt, return_tensors="pt")
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    # the encoder input as in training: <s> ... </s> for bart (collators/denoising.py), ... </s> for t5
+    ids = {"bart": [tok.bos_token_id] + ids + [tok.eos_token_id], "t5": ids + [tok.eos_token_id]}.get(objective, ids)
+    enc = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
     with torch.no_grad():
         if objective == "t5":
             s0, s1 = tok.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_1>"])
@@ -73,10 +79,11 @@ def fill(model, tok, objective, sentence):
         elif objective == "bart":
             ids = model.generate(**enc, max_new_tokens=enc["input_ids"].shape[1] + 12, do_sample=False, num_beams=1)
             text = tok.decode(ids[0], skip_special_tokens=True)
-            left, right = context
-            ok = text.startswith(left.rstrip()) and text.endswith(right.lstrip()) and \
-                len(text) >= len(left.rstrip()) + len(right.lstrip())
-            out = text[len(left.rstrip()):len(text) - len(right.lstrip())] if ok else None
+            left, right = context[0].rstrip(), context[1].strip()
+            anchor = right.split()[0] if right else ""  # where the right context resumes
+            rest = text[len(left):] if text.startswith(left) else None
+            end = -1 if rest is None else (rest.find(anchor) if anchor else len(rest))
+            out = rest[:end] if end >= 0 else None
         else:
             ids = model.generate(**enc, max_new_tokens=16, do_sample=False, num_beams=1)
             text = out = tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -30,6 +30,10 @@ def test_byte_level_bpe_roundtrip():
     assert s2s.convert_ids_to_tokens(list(range(5))) == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     assert (s2s.bos_token_id, s2s.pad_token_id, s2s.eos_token_id, s2s.unk_token_id) == (0, 1, 2, 3)
     assert s2s.decode(s2s(text)["input_ids"]) == text
+    # <mask> takes the space before it, as the word it stands for did (BART masks "Ġword" tokens)
+    assert s2s("quick <mask> fox")["input_ids"] == s2s("quick<mask> fox")["input_ids"]
+    tokens = s2s.convert_ids_to_tokens(s2s("quick <mask> fox")["input_ids"])
+    assert tokens[tokens.index("<mask>") - 1] != "Ġ"
 
 
 def test_grouping_blocks_are_bert_inputs():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from transformers import AddedToken
 
 from .mlm import IGNORE_INDEX, pad_batch
 from .rng import example_keys, example_rng
@@ -83,8 +84,10 @@ def add_sentinel_tokens(tokenizer, n=100):
     (resize the model's embeddings afterwards)."""
     vocab = tokenizer.get_vocab()
     missing = [SENTINEL.format(i) for i in range(n) if SENTINEL.format(i) not in vocab]
-    if missing:
-        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    if missing:  # lstrip: "any <extra_id_0>," encodes as in training, where the span's leading space (byte-level
+        # BPE's Ġ) went with the span; without it a stray space token stands before the sentinel
+        tokenizer.add_special_tokens({"extra_special_tokens": [AddedToken(t, lstrip=True, special=True)
+                                                               for t in missing]}, replace_extra_special_tokens=False)
     return len(missing)
 
 

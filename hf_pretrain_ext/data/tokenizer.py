@@ -6,6 +6,7 @@ layout: <s>, <pad>, </s>, <unk>, <mask> as ids 0-4). An encoder-decoder needs bo
 bos and generation starts from eos, so with one token for both, greedy decoding stops at its first step. The result is a transformers tokenizer that saves with `save_pretrained` and loads
 back with `AutoTokenizer`.
 """
+import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -40,15 +41,19 @@ def train_byte_bpe(texts, vocab_size, seq2seq=False):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SEQ2SEQ_SPECIALS if seq2seq else GPT_SPECIALS,
-                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    # <mask> swallows the space before it (as RoBERTa's and BART's): BART masks whole words with their leading space
+    # (Ġ), so "released in <mask> and" must encode as "Ġin <mask> Ġand", not with a stray "Ġ" before the mask
+    specials = [tokenizers.AddedToken(t, special=True, lstrip=t == "<mask>")
+                for t in (SEQ2SEQ_SPECIALS if seq2seq else GPT_SPECIALS)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     if seq2seq:
-        specials = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+        names = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     else:
-        specials = dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+        names = dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=1024, **specials)
+                                   model_max_length=1024, **names)
 
 
 def train_tokenizer(train_dataset, kind, vocab_size, lowercase=True, seq2seq=False):
