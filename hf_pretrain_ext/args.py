@@ -113,7 +113,7 @@ class PretrainArguments:
     use_fused_loss: bool | None = field(
         default=None, metadata={"help": "Compute the LM head and loss on labelled rows only, through "
                                         "hf_pretrain_ext.kernels (the checkpoint layout does not change). Default: "
-                                        "on where it is faster: always for the masked objectives (15-30% of rows "
+                                        "on where it is faster: always for the masked objectives (15-30%% of rows "
                                         "labelled), and with a GPU for bart/t5/clm (every row labelled: on CPU "
                                         "the chunked torch backend is slower than eager there)."})
     word_boundaries: str = field(
@@ -153,7 +153,7 @@ class PretrainArguments:
     bart_recipe: str = field(
         default="released", metadata={"help": "BART noising defaults: 'released' (fairseq's bart.large recipe: "
                                               "mask 0.3 of words, mask_random 0.1, poisson_lambda 3.5, "
-                                              "replace_length 1, permute_sentences 1) or 'paper' (30% of tokens, "
+                                              "replace_length 1, permute_sentences 1) or 'paper' (30%% of tokens, "
                                               "Poisson(3), no random replacement, permute_sentences 1). The flags "
                                               "below override single values.",
                                       "choices": ["released", "paper"]})

@@ -139,3 +139,19 @@ def test_streaming(tmp_path):
                               str(tmp_path / "v.txt"), "--streaming", "--max_train_samples", "40"))
     assert results["eval_masked_tokens"] > 0 and 0 <= results["eval_baseline_accuracy"] <= 1
     assert (tmp_path / "o" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("entry", ["pretrain", "finetune"])
+def test_help_lists_every_flag(entry, capsys):
+    """--help must format (argparse %-formats help strings: a bare '%' in one broke it) and name our flags."""
+    from hf_pretrain_ext.args import OBJECTIVES
+    from hf_pretrain_ext.finetune.cli import main as finetune_main
+    with pytest.raises(SystemExit) as e:
+        (main if entry == "pretrain" else finetune_main)(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    flags = ["--objective", "--segmenter", "--bart_recipe", "--use_fused_loss", "--mixture"] if entry == "pretrain" \
+        else ["--strategy", "--pooling", "--random_init"]
+    assert all(f in out for f in flags + ["--learning_rate", "--output_dir"])
+    if entry == "pretrain":
+        assert all(o in out for o in OBJECTIVES)
