@@ -125,8 +125,9 @@ def main():
                   "input | original span | greedy output | fill | filled with text", "---|---|---|---|---"]
         cell = lambda x: "`" + repr(x)[1:-1].replace("|", "\\|") + "`"  # noqa: E731
         for prompt, span, text, fill_text, ok in fills:
+            verdict = "n/a" if ok is None else "yes" if ok else "no"
             lines.append(f"{cell(prompt)} | {cell(span)} | {cell(text)} | "
-                         f"{'-' if fill_text is None else cell(fill_text)} | {'n/a' if ok is None else 'yes' if ok else 'no'}")
+                         f"{'-' if fill_text is None else cell(fill_text)} | {verdict}")
         if objective != "clm":
             lines += ["", f"filled with text: {sum(f[-1] for f in fills)} of {len(fills)}"]
         lines.append("")

@@ -3,8 +3,8 @@
 WordPiece for BERT-style encoders (`##` continuation, so whole-word masking can find word starts) and byte-level
 BPE for GPT-style decoders (one <|endoftext|> as bos, eos and unk, as GPT-2) and for encoder-decoders (BART's
 layout: <s>, <pad>, </s>, <unk>, <mask> as ids 0-4). An encoder-decoder needs bos != eos: BART's labels start with
-bos and generation starts from eos, so with one token for both, greedy decoding stops at its first step. The result is a transformers tokenizer that saves with `save_pretrained` and loads
-back with `AutoTokenizer`.
+bos and generation starts from eos, so with one token for both, greedy decoding stops at its first step. The result
+is a transformers tokenizer that saves with `save_pretrained` and loads back with `AutoTokenizer`.
 """
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
