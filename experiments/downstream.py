@@ -323,6 +323,7 @@ def main():
                    help="task-adaptive pretraining: add the unlabelled training texts of the language's tasks to "
                         "its pretraining corpus (Gururangan et al. 2020); validation/test texts are never added")
     p.add_argument("--train_examples", type=int, help="override the size's number of fine-tuning examples")
+    p.add_argument("--epochs", type=int, help="override the size's number of fine-tuning epochs")
     p.add_argument("--strategy", default="full", choices=["full", "feature_based", "adapters"],
                    help="fine-tuning strategy for both inits")
     p.add_argument("--learning_rates", default=FINETUNE["learning_rate"], type=lambda s: s.split(","),
@@ -339,6 +340,8 @@ def main():
         SIZES[args.size]["pretrain_steps"] = args.pretrain_steps
     if args.train_examples:
         SIZES[args.size]["train"] = args.train_examples
+    if args.epochs:
+        SIZES[args.size]["epochs"] = args.epochs
     FINETUNE["learning_rate"] = ",".join(args.learning_rates)
     work = Path(args.workdir)
     if args.only_language:  # a worker process
