@@ -136,6 +136,11 @@ def test_glue_and_clue_layouts(tmp_path):
     data = load_labelled_data(FinetuneDataArguments(train_file=tnews, column_names="sentence,label"),
                               FinetuneModelArguments(model_name_or_path="x"), 0)
     assert data.label_list == ["news_edu", "news_finance", "news_house"] and not data.is_pair
+    # the same file with a header row equal to --column_names: the header is not read as an example
+    with_header = _write(tmp_path / "tnews_h.tsv", "sentence\tlabel\n" + open(tnews, encoding="utf-8").read())
+    data = load_labelled_data(FinetuneDataArguments(train_file=with_header, column_names="sentence,label"),
+                              FinetuneModelArguments(model_name_or_path="x"), 0)
+    assert data.label_list == ["news_edu", "news_finance", "news_house"] and len(data.splits["train"]) == 3
     # CLUE JSON lines, numeric labels sorted as numbers; ChnSentiCorp's label/text_a header; csv
     jsonl = _write(tmp_path / "d.jsonl", "".join(json.dumps({"label": y, "sentence": s, "keywords": ""},
                                                              ensure_ascii=False) + "\n"

@@ -2,9 +2,10 @@
 
 Files are read with the standard library so that the GLUE/CLUE layouts load as they are: .tsv with quoting off
 (MRPC strings contain lone `"`), a UTF-8 byte-order mark stripped (MRPC), a header row or `--column_names` for
-headerless files (TNEWS), .csv with normal quoting, .json/.jsonl one object per line (CLUE). Rows whose text or
-label is blank are dropped and counted in the log (documented behaviour); a missing column, a file with no usable
-row, or a validation/test label never seen in training is a `UserError`.
+headerless files (TNEWS; a first row equal to those names is the header, not an example), .csv with normal
+quoting, .json/.jsonl one object per line (CLUE). Rows whose text or label is blank are dropped and counted in
+the log (documented behaviour); a missing column, a file with no usable row, or a validation/test label never
+seen in training is a `UserError`.
 
 Label ids: the sorted distinct training labels (numerically when all are integers, so '0'/'1' keep their ids);
 for a `datasets` ClassLabel column its own names and ids.
@@ -50,6 +51,9 @@ def read_rows(path, column_names=None, flag="--train_file"):
         lines = [line for line in reader if any(cell.strip() for cell in line)]
     if column_names:
         columns = [c.strip() for c in column_names.split(",")]
+        if lines and [cell.strip() for cell in lines[0]] == columns:  # a header after all: not an example
+            logger.info("%s %s: first row repeats --column_names %s; read as the header", flag, path, columns)
+            lines = lines[1:]
     else:
         if not lines:
             raise UserError(f"{flag} {path}: no rows")
