@@ -18,17 +18,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import hf_pretrain_ext  # noqa: E402,F401  (registers hfpx-* with the Auto classes)
+from hf_pretrain_ext.finetune.data import LABEL_COLUMNS, TEXT_COLUMNS, read_rows  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
 
 def read_task(path, columns):
-    rows = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8-sig") if line.strip()]
-    header, body = (columns, rows) if columns else (rows[0], rows[1:])
-    if columns and rows and rows[0][:len(columns)] == columns:
-        body = rows[1:]
-    text = next(i for i, name in enumerate(header) if name in ("sentence", "text_a", "sentence1"))
-    label = header.index("label")
-    return [r[text] for r in body], [r[label] for r in body]
+    """(texts, labels) of a labelled file, read as run_finetune.py reads it."""
+    header, rows = read_rows(path, ",".join(columns) if columns else None)
+    text = next(name for name in TEXT_COLUMNS if name in header)
+    label = next(name for name in LABEL_COLUMNS if name in header)
+    rows = [r for r in rows if r[text].strip() and r[label].strip()]
+    return [r[text] for r in rows], [r[label] for r in rows]
 
 
 @torch.no_grad()
@@ -68,7 +68,6 @@ def main():
     p.add_argument("--max_length", type=int, default=128)
     p.add_argument("--out", help="append the markdown rows to this file")
     args = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_x, train_labels = read_task(Path(args.task_dir) / "train.tsv", args.columns)
     test_x, test_labels = read_task(Path(args.task_dir) / "test.tsv", args.columns)
     labels = sorted(set(train_labels))
