@@ -83,7 +83,8 @@ def main():
         per_seed = []
         for seed in args.seeds if init == "random" else args.seeds[:1]:  # the pretrained encoder is one model
             torch.manual_seed(seed)
-            model = AutoModel.from_pretrained(args.checkpoint) if init == "pretrained" else AutoModel.from_config(config)
+            model = (AutoModel.from_pretrained(args.checkpoint) if init == "pretrained"
+                     else AutoModel.from_config(config))
             model.eval()
             feats = layer_features(model, tokenizer, train_x, args.max_length)
             test_feats = layer_features(model, tokenizer, test_x, args.max_length)
