@@ -7,8 +7,9 @@ English: pretrain on WikiText-2 (raw test + valid) + tinyshakespeare, fine-tune 
 the GLUE dev set). Chinese: pretrain on zh_pretrain (CLUECorpusSmall sample, 红楼梦, 西游记), fine-tune on
 ChnSentiCorp and TNEWS (15 classes; TNEWS has no labelled test set here, so validation and test are two disjoint
 parts of its dev.tsv). The Chinese pretraining objective is whole-word masking with jieba (`--objective wwm
---segmenter jieba`), English plain MLM. Baseline: `--random_init`, i.e. the pretrained checkpoint's config and tokenizer with fresh weights.
-Everything runs through run_pretrain.py and run_finetune.py, best epoch by validation accuracy.
+--segmenter jieba`), English plain MLM. Baseline: `--random_init`, i.e. the pretrained checkpoint's config and
+tokenizer with fresh weights. Everything runs through run_pretrain.py and run_finetune.py, best epoch by
+validation accuracy.
 
 --size sets the budget (see SIZES): `smoke` checks the script in a minute or two, `reduced` is what fits
 ~25 minutes on 2 shared CPU cores (measured 25.8 min with 1500 pretraining steps), `full` is the ~30 minutes-per-row

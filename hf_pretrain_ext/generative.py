@@ -87,7 +87,7 @@ def parse_mixture(spec):
         raise UserError(f"--mixture {spec!r}: mix either objectives or files, not both")
     kind = "objectives" if all(is_objective) else "files"
     if kind == "objectives":
-        family = {("decoder" if n == "clm" else "seq2seq" if n in ("bart", "t5") else "encoder") for n in names}
+        family = {("decoder" if n == "clm" else "seq2seq" if n in SEQ2SEQ_OBJECTIVES else "encoder") for n in names}
         if len(family) > 1:
             raise UserError(f"--mixture {spec!r}: objectives of different model families cannot share a model")
     return MixtureSpec(kind, names, rates or None)
