@@ -66,10 +66,22 @@ def parse_dataclasses(parser, argv=None):
         raise UserError(f"config file {argv[0]}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
 
 
+def _asked_for(argv, flag):
+    """Whether --<flag> was given: on the command line, or as a key of a single .json/.yaml config file."""
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        data = json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text)
+        return isinstance(data, dict) and flag in data
+    return any(a == f"--{flag}" or a.startswith(f"--{flag}=") for a in argv)
+
+
 def parse_args(argv=None):
-    """The four pretraining argument dataclasses; with neither --do_train nor --do_eval, both."""
+    """The four pretraining argument dataclasses; with neither --do_train nor --do_eval, both. TrainingArguments
+    turns do_eval on by itself for --eval_strategy steps/epoch: that alone does not mean "evaluate only", so
+    training stays on unless --do_eval was asked for without --do_train."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     model_args, data_args, pretrain_args, training_args = parse_dataclasses(make_parser(), argv)
-    if not training_args.do_train and not training_args.do_eval:
+    if not training_args.do_train and not _asked_for(argv, "do_eval"):
         training_args.do_train = training_args.do_eval = True
     return model_args, data_args, pretrain_args, training_args
 

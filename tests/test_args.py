@@ -32,6 +32,14 @@ def test_run_mlm_names_and_training_flags():
     assert training_args.gradient_accumulation_steps == 4 and training_args.seed == 7
 
 
+def test_eval_strategy_alone_still_trains():
+    # TrainingArguments sets do_eval for --eval_strategy steps; that used to make a run evaluate and never train
+    *_, training_args = parse_args(["--eval_strategy", "steps", "--eval_steps", "5"])
+    assert training_args.do_train and training_args.do_eval
+    *_, training_args = parse_args(["--eval_strategy=steps", "--eval_steps", "5", "--do_eval"])
+    assert training_args.do_eval and not training_args.do_train
+
+
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_single_config_file(tmp_path, suffix):
     cfg = {"objective": "mlm", "mlm_probability": 0.2, "max_steps": 3, "output_dir": str(tmp_path / "o")}
