@@ -98,3 +98,25 @@ def test_decoder_tied_to_embeddings(cls):
     model = cls(HfpxBertConfig(**SMALL))
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     assert model.cls.predictions.decoder.bias is model.cls.predictions.bias
+
+
+@pytest.mark.parametrize("auto", [AutoModel, AutoModelForMaskedLM, AutoModelForPreTraining,
+                                  AutoModelForSequenceClassification])
+def test_sinusoidal_position_init_fresh_only(auto, tmp_path):
+    from hf_pretrain_ext.models.modeling_hfpx_bert import sinusoidal_table
+    config = HfpxBertConfig(**SMALL, position_embedding_init="sinusoidal")
+    model = auto.from_config(config)
+    table = model.base_model.embeddings.position_embeddings.weight
+    assert torch.allclose(table, sinusoidal_table(64, 32, 0.02).float())
+    assert table.pow(2).mean().sqrt().item() == pytest.approx(0.02, rel=1e-4)
+    assert table[0, 1].item() == pytest.approx(0.02 / 0.5 ** 0.5, rel=1e-4)  # cos(0), scaled to RMS 0.02
+    assert model.base_model.embeddings.word_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    with torch.no_grad():
+        table.add_(1.0)  # a checkpoint's own values must survive loading
+    model.save_pretrained(tmp_path)
+    loaded = auto.from_pretrained(tmp_path)
+    assert torch.equal(loaded.base_model.embeddings.position_embeddings.weight, table)
+    plain = auto.from_config(HfpxBertConfig(**SMALL)).base_model.embeddings.position_embeddings.weight
+    assert not torch.allclose(plain, sinusoidal_table(64, 32, 0.02).float(), atol=1e-2)
+    with pytest.raises(ValueError, match="position_embedding_init"):
+        HfpxBertConfig(**SMALL, position_embedding_init="rotary")

@@ -14,12 +14,21 @@ class HfpxBertConfig(BertConfig):
     use_fused_loss: compute the decoder projection + cross-entropy through hf_pretrain_ext.kernels without
         materialising logits during training.
     loss_backend: 'auto', 'triton' or 'torch' (see hf_pretrain_ext.kernels).
+    position_embedding_init: how fresh weights initialise the (learned, absolute) position embeddings: 'normal'
+        (BERT's N(0, initializer_range)) or 'sinusoidal' (the Transformer's sin/cos table, scaled to an RMS of
+        initializer_range). Only a starting point: the table is trained like any weight and the architecture is
+        BERT's, so checkpoints stay stock-BERT compatible. Loaded checkpoints keep their own values.
     """
 
     model_type = "hfpx-bert"
 
-    def __init__(self, sparse_prediction=True, use_fused_loss=True, loss_backend="auto", **kwargs):
+    def __init__(self, sparse_prediction=True, use_fused_loss=True, loss_backend="auto",
+                 position_embedding_init="normal", **kwargs):
+        if position_embedding_init not in ("normal", "sinusoidal"):
+            raise ValueError(f"position_embedding_init must be 'normal' or 'sinusoidal', got "
+                             f"{position_embedding_init!r}")
         super().__init__(**kwargs)
+        self.position_embedding_init = position_embedding_init
         self.sparse_prediction = sparse_prediction
         self.use_fused_loss = use_fused_loss
         self.loss_backend = loss_backend

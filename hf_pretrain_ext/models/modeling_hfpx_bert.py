@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import BertForSequenceClassification, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import ModelOutput
-from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPreTrainingHeads
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPreTrainingHeads
 
 from ..kernels import fused_linear_cross_entropy
 from .configuration_hfpx_bert import HfpxBertConfig
@@ -41,9 +41,41 @@ class HfpxMaskedLMOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class HfpxBertPreTrainedModel(BertPreTrainedModel):
+def sinusoidal_table(positions, dim, rms):
+    """[positions, dim] sin/cos table of Vaswani et al. (2017), scaled so its root-mean-square is `rms`."""
+    pos = torch.arange(positions, dtype=torch.float64).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-torch.log(torch.tensor(10000.0)) / dim))
+    table = torch.zeros(positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return table * (rms / table.pow(2).mean().sqrt())
+
+
+class _PositionInit:
+    """BERT's weight init, then config.position_embedding_init='sinusoidal' for fresh position embeddings.
+
+    With BERT's N(0, 0.02) start, a tiny model trained from scratch barely moves its position embeddings, so its
+    attention stays nearly order-blind for thousands of steps (measured in docs/finetune.md). transformers inits a
+    sub-model's modules with the sub-model's own `_init_weights`, so every hfpx-bert head wraps an HfpxBertModel."""
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if not isinstance(module, BertEmbeddings) or \
+                getattr(self.config, "position_embedding_init", "normal") != "sinusoidal":
+            return
+        table = module.position_embeddings.weight
+        if not getattr(table, "_is_hf_initialized", False):  # never over weights read from a checkpoint
+            with torch.no_grad():
+                table.copy_(sinusoidal_table(*table.shape, self.config.initializer_range))
+
+
+class HfpxBertPreTrainedModel(_PositionInit, BertPreTrainedModel):
     config_class = HfpxBertConfig
     accepts_loss_kwargs = True  # the Trainer passes num_items_in_batch and trusts us to divide by it
+
+
+class HfpxBertModel(_PositionInit, BertModel):
+    config_class = HfpxBertConfig
 
 
 class _TiedMLMHead:
@@ -121,7 +153,7 @@ def packed_inputs(model, document_ids, attention_mask, position_ids):
 class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.bert = HfpxBertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
@@ -148,7 +180,7 @@ class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.bert = BertModel(config)
+        self.bert = HfpxBertModel(config)
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
 
@@ -177,9 +209,10 @@ class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
                                   hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
-class HfpxBertModel(BertModel):
+class HfpxBertForSequenceClassification(_PositionInit, BertForSequenceClassification):
     config_class = HfpxBertConfig
 
-
-class HfpxBertForSequenceClassification(BertForSequenceClassification):
-    config_class = HfpxBertConfig
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = HfpxBertModel(config)  # same weight names; inits its embeddings by config
+        self.post_init()
