@@ -104,7 +104,7 @@ def task_texts(task):
     return [r[column] for r in rows if len(r) > column and r[column].strip()]
 
 
-def pretrain(lang, size, work, threads, reuse=False, task_text=()):
+def pretrain(lang, size, work, threads, reuse=False, task_text=(), recipe=()):
     budget = SIZES[size]
     steps = budget["pretrain_steps"]
     out = work / f"pretrain-{lang}"
@@ -124,7 +124,7 @@ def pretrain(lang, size, work, threads, reuse=False, task_text=()):
            "--output_dir", str(out), "--overwrite_output_dir", "--max_steps", str(steps),
            "--max_seq_length", str(budget["pretrain_seq"]), "--per_device_train_batch_size", "32",
            "--validation_split_percentage", "1", "--max_eval_samples", "256", "--save_steps", "100000",
-           "--logging_steps", "50", "--disable_tqdm", "true", "--seed", "0", *flags]
+           "--logging_steps", "50", "--disable_tqdm", "true", "--seed", "0", *flags, *recipe]
     log(f"pretraining {lang} ({objective}, {steps} steps)")
     start = time.time()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -178,6 +178,16 @@ def finetune(task, init, seed, ckpt, files, args, work):
     return row
 
 
+def pretrain_recipe(args):
+    """run_pretrain.py flags of --pretrain_recipe: 'default' adds none; 'hot' is learning rate 2e-3, init std
+    0.05, no dropout, sin/cos-initialised position embeddings and 40% masking (experiments/pretrain_recipes.py)."""
+    if args.pretrain_recipe == "default":
+        return []
+    return ["--learning_rate", "2e-3", "--mlm_probability", "0.4", "--config_overrides",
+            "initializer_range=0.05,hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0,"
+            "position_embedding_init=sinusoidal"]
+
+
 def run_language(lang, args, work):
     import torch
     torch.set_num_threads(args.threads)
@@ -188,7 +198,7 @@ def run_language(lang, args, work):
         log(f"skipping {lang}: missing data folder(s) {missing} under {DATA}")
         return
     ckpt = pretrain(lang, args.size, work, args.threads, args.reuse_pretraining,
-                    task_text=tasks if args.task_text else ())
+                    task_text=tasks if args.task_text else (), recipe=pretrain_recipe(args))
     for task in tasks:
         files = task_files(task, args.size, work)
         for seed in args.seeds:
@@ -274,6 +284,8 @@ def report(args, work, out_dir, wall):
              f"- command: `python experiments/downstream.py {' '.join(sys.argv[1:])}`",
              "- model: tiny hfpx-bert (hidden 128, 2 layers, 2 heads, FFN 512; vocab 8000 WordPiece trained on the "
              "pretraining text); baseline = same config and tokenizer, `--random_init`",
+             f"- pretraining recipe: {args.pretrain_recipe} "
+             f"(`{' '.join(pretrain_recipe(args)) or 'run_pretrain.py defaults: lr 1e-3, 15% masking'}`)",
              f"- fine-tuning (both inits alike): --strategy {args.strategy}, --pooling {args.pooling}, "
              f"{budget['epochs']} epochs, lr {FINETUNE['learning_rate']} (several: chosen per run by validation "
              f"accuracy), batch {FINETUNE['batch']}, warmup {FINETUNE['warmup']}, best epoch by "
@@ -323,6 +335,9 @@ def main():
     p.add_argument("--task_text", action="store_true",
                    help="task-adaptive pretraining: add the unlabelled training texts of the language's tasks to "
                         "its pretraining corpus (Gururangan et al. 2020); validation/test texts are never added")
+    p.add_argument("--pretrain_recipe", default="default", choices=["default", "hot"],
+                   help="from-scratch pretraining recipe (see pretrain_recipe()); the random-init baseline takes the "
+                        "checkpoint's config, so it starts from the same kind of init")
     p.add_argument("--train_examples", type=int, help="override the size's number of fine-tuning examples")
     p.add_argument("--epochs", type=int, help="override the size's number of fine-tuning epochs")
     p.add_argument("--strategy", default="full", choices=["full", "feature_based", "adapters"],
