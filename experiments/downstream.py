@@ -13,7 +13,7 @@ validation accuracy.
 
 --size sets the budget (see SIZES): `smoke` checks the script in a minute or two, `reduced` is what fits
 ~25 minutes on 2 shared CPU cores (measured 25.8 min with 1500 pretraining steps), `full` is the ~30 minutes-per-row
-configuration (not run here; add --pretrain_steps, --strategy, --pooling,
+configuration (not run here; add --pretrain_steps, --pretrain_recipe, --strategy, --pooling,
 --learning_rates (a sweep chosen on validation), --reuse_pretraining to vary it).
 Writes <out>/downstream_<size>_pt<pretraining steps>.{md,csv,png}: every run, mean and spread per task, machine,
 versions, command.
