@@ -55,6 +55,7 @@ CORPORA = {
     "zh": [("zh_pretrain", "CLUECorpusSmall_sampled.txt"), ("zh_pretrain", "hongloumeng.txt"),
            ("zh_pretrain", "xiyouji.txt")],
 }
+HOT = "initializer_range=0.05,hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"  # with lr 2e-3
 FINETUNE = dict(learning_rate="3e-4", batch="32", warmup="0.1")
 
 
@@ -184,8 +185,7 @@ def pretrain_recipe(args):
     if args.pretrain_recipe == "default":
         return []
     return ["--learning_rate", "2e-3", "--mlm_probability", "0.4", "--config_overrides",
-            "initializer_range=0.05,hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0,"
-            "position_embedding_init=sinusoidal"]
+            HOT + ",position_embedding_init=sinusoidal"]
 
 
 def run_language(lang, args, work):

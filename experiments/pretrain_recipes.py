@@ -24,9 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "experiments"))
-from downstream import CORPORA, DATA, versions  # noqa: E402
+from downstream import CORPORA, DATA, HOT, versions  # noqa: E402
 
-HOT = "initializer_range=0.05,hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
 VARIANTS = {  # name: (extra run_pretrain.py flags, what it is)
     "default": ([], "BERT init N(0, 0.02), dropout 0.1, lr 1e-3 (run_pretrain.py defaults)"),
     "sinusoidal": (["--config_overrides", "position_embedding_init=sinusoidal"], "default + sin/cos positions"),
