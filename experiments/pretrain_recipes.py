@@ -43,7 +43,8 @@ def run(name, corpus, args, work):
     out = work / name
     cmd = [sys.executable, str(REPO / "run_pretrain.py"), "--train_file", str(corpus), "--document_split", "line",
            "--output_dir", str(out), "--overwrite_output_dir", "--max_steps", str(args.steps),
-           "--max_seq_length", "128", "--per_device_train_batch_size", "32", "--validation_split_percentage", "5", "--max_eval_samples", "256",
+           "--max_seq_length", "128", "--per_device_train_batch_size", "32", "--validation_split_percentage", "5",
+           "--max_eval_samples", "256",
            "--eval_strategy", "steps", "--eval_steps", str(args.eval_steps), "--save_steps", "100000",
            "--logging_steps", "100", "--disable_tqdm", "true", "--seed", str(args.seed), "--objective", "mlm",
            *VARIANTS[name][0]]
