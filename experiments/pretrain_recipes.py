@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "experiments"))
-from downstream import CORPORA, DATA, HOT, versions  # noqa: E402
+from downstream import CORPORA, DATA, HOT, log, versions  # noqa: E402
 
 VARIANTS = {  # name: (extra run_pretrain.py flags, what it is)
     "default": ([], "BERT init N(0, 0.02), dropout 0.1, lr 1e-3 (run_pretrain.py defaults)"),
@@ -33,10 +33,6 @@ VARIANTS = {  # name: (extra run_pretrain.py flags, what it is)
     "hot_sinusoidal": (["--learning_rate", "2e-3", "--config_overrides", HOT + ",position_embedding_init=sinusoidal"],
                        "hot + sin/cos positions"),
 }
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def run(name, corpus, args, work):

@@ -46,12 +46,17 @@ def make_parser():
     return HfArgumentParser(ARG_CLASSES)
 
 
+def is_config_file(argv):
+    """Whether a command line is a single .json/.yaml config file instead of flags."""
+    return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
+
+
 def parse_dataclasses(parser, argv=None):
     """Parse a command line, or a single .json/.yaml config file, with an HfArgumentParser; bad values and
     unknown config keys become UserError (one line), YAML is read with safe_load only."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        if is_config_file(argv):
             path = Path(argv[0])
             if not path.is_file():
                 raise UserError(f"config file {argv[0]}: no such file")
@@ -68,7 +73,7 @@ def parse_dataclasses(parser, argv=None):
 
 def _asked_for(argv, flag):
     """Whether --<flag> was given: on the command line, or as a key of a single .json/.yaml config file."""
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+    if is_config_file(argv):
         text = Path(argv[0]).read_text(encoding="utf-8")
         data = json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text)
         return isinstance(data, dict) and flag in data
