@@ -119,8 +119,8 @@ def setup_logging(training_args):
 def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpoint=None):
     """The given tokenizer, or one trained on the training split (main process first, then loaded by the rest).
 
-    A resumed run reuses the tokenizer saved in its checkpoint: tokenizer training breaks frequency ties in an
-    order that can change from one process to the next, so training it again could renumber tokens."""
+    A resumed run reuses the tokenizer saved in its checkpoint (training is deterministic, but the training files
+    may have changed since)."""
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name is None and resume_checkpoint is not None and Path(resume_checkpoint, "tokenizer.json").is_file():
         name = resume_checkpoint
@@ -139,7 +139,8 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpo
             start = time.time()
             seq2seq = any(o in generative.SEQ2SEQ_OBJECTIVES for o in generative.mixture_objectives(pretrain_args))
             tokenizer = train_tokenizer(raw["train"], kind, pretrain_args.tokenizer_vocab_size,
-                                        lowercase=pretrain_args.lowercase, seq2seq=seq2seq)
+                                        lowercase=pretrain_args.lowercase, seq2seq=seq2seq,
+                                        progress=not training_args.disable_tqdm)
             if training_args.process_index == 0:
                 tokenizer.save_pretrained(str(tok_dir))
             logger.info("trained a %s tokenizer with %d tokens in %.1fs", kind, len(tokenizer), time.time() - start)

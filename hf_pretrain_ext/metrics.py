@@ -3,15 +3,35 @@
 `preprocess_logits_for_metrics` turns each eval batch's logits into predicted ids at once (dense [B, L, V] logits
 or the sparse [n_labelled, V] rows of hfpx models), so the Trainer only accumulates [B, L] ids. Masked-token
 accuracy is printed beside the most-frequent-token baseline: predicting the most frequent ordinary training token
-at every masked position.
+at every masked position. The scores themselves come from `evaluate` modules shipped in the package
+(hf_pretrain_ext/evaluate_modules/, loaded by path: no Hub access).
 """
 import math
+from functools import lru_cache
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+EVALUATE_MODULES = Path(__file__).resolve().parent / "evaluate_modules"
+
+
+def evaluate_module_path(name):
+    """The folder of one of the package's `evaluate` modules, for `evaluate.load(path)`."""
+    path = EVALUATE_MODULES / name
+    if not (path / f"{name}.py").is_file():
+        raise ValueError(f"no evaluate module {name!r} in {EVALUATE_MODULES}")
+    return str(path)
+
+
+@lru_cache(maxsize=None)
+def load_metric(name):
+    """One of the package's `evaluate` modules, loaded by path (imported on first use: `evaluate` is slow to
+    import, and only evaluation needs it)."""
+    import evaluate
+    return evaluate.load(evaluate_module_path(name))
 
 
 def preprocess_logits_for_metrics(logits, labels):
@@ -55,11 +75,8 @@ class MaskedTokenAccuracy:
         if isinstance(labels, (tuple, list)):
             labels = labels[0]
         labelled = labels != IGNORE_INDEX
-        n = int(labelled.sum())
-        out = {"masked_tokens": n, "accuracy": float((preds[labelled] == labels[labelled]).mean()) if n else 0.0}
-        if self.baseline_token_id is not None:
-            out["baseline_accuracy"] = float((labels[labelled] == self.baseline_token_id).mean()) if n else 0.0
-        return out
+        return load_metric("masked_token_accuracy").compute(
+            predictions=preds[labelled], references=labels[labelled], baseline_token_id=self.baseline_token_id)
 
 
 def perplexity(loss):

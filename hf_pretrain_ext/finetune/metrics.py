@@ -1,4 +1,5 @@
-"""Classification metrics with numpy only (no `evaluate`, which needs the Hub): accuracy, F1, Matthews correlation.
+"""Classification metrics: accuracy, F1, Matthews correlation, in numpy; the Trainer gets them through the
+package's `evaluate` module (hf_pretrain_ext/evaluate_modules/classification, loaded by path, offline).
 
 All three come from one confusion matrix C[true, predicted]:
 - F1: for two classes, the F1 of class id 1 (the positive label: '1' in SST-2, MRPC, ChnSentiCorp); for more
@@ -65,5 +66,8 @@ class ClassificationMetrics:
         self.num_labels = num_labels
 
     def __call__(self, eval_pred):
+        from ..metrics import load_metric
         preds = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        return classification_metrics(eval_pred.label_ids, preds, self.num_labels)
+        return load_metric("classification").compute(predictions=np.asarray(preds).ravel(),
+                                                     references=np.asarray(eval_pred.label_ids).ravel(),
+                                                     num_labels=self.num_labels)
