@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("HFPX_DATA") or REPO.parent / "shared" / "data")  # HFPX_DATA: a clone elsewhere
 RESULTS = REPO / "benchmarks" / "results"
 
 

@@ -17,7 +17,7 @@ configuration (not run here; add --pretrain_steps, --pretrain_recipe, --strategy
 --learning_rates (a sweep chosen on validation), --reuse_pretraining to vary it).
 Writes <out>/downstream_<size>_pt<pretraining steps>.{md,csv,png}: every run, mean and spread per task, machine,
 versions, command.
-Data is read from /work/shared/data (non-commercial sets are never copied into the package); a missing data
+Data is read from ../shared/data beside the checkout, or $HFPX_DATA (non-commercial sets are never copied into the package); a missing data
 folder skips its task.
 """
 import argparse
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("HFPX_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("HFPX_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
 SIZES = {
     #          pretraining steps  fine-tune train / validation / test examples   epochs

@@ -1,5 +1,6 @@
 """Small helpers shared by the tests (tiny corpora, a tiny trained tokenizer, quick CLI arguments)."""
 import functools
+import os
 from pathlib import Path
 
 WORDS = ("the quick brown fox jumps over the lazy dog while seven wizards quietly hex a jovial pack of "
@@ -33,7 +34,8 @@ def quick_args(out, *extra, fresh=True):
             "--max_eval_samples", "16", "--disable_tqdm", "true", *model, *extra]
 
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"  # /work/shared/data
+# ../shared/data beside the checkout, or wherever HFPX_DATA points (a clone elsewhere)
+SHARED_DATA = Path(os.environ.get("HFPX_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
 
 def shared_lines(relative, n, min_chars=1):
@@ -42,7 +44,7 @@ def shared_lines(relative, n, min_chars=1):
     import pytest
     path = SHARED_DATA / relative
     if not path.is_file():
-        pytest.skip(f"{path} not available")
+        pytest.skip(f"{path} not available (set HFPX_DATA to the folder holding the shared data sets)")
     lines = []
     with open(path, encoding="utf-8") as f:
         for line in f:
