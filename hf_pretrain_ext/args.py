@@ -146,6 +146,10 @@ class PretrainArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into an output_dir that already holds files."})
     plot: bool = field(default=True, metadata={"help": "Save loss_curve.png in the output directory."})
+    hub_license: str = field(
+        default="apache-2.0", metadata={"help": "With --push_to_hub: the license field of the model card (a Hub "
+                                                "license id: apache-2.0, mit, cc-by-sa-4.0, other, ...). Check that "
+                                                "your training data allows it."})
     hub_dry_run: bool = field(
         default=False, metadata={"help": "With --push_to_hub: build <output_dir>/hub_upload (stock export + model "
                                          "card) but upload nothing."})
@@ -197,8 +201,7 @@ class PretrainArguments:
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown --objective {self.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
         if self.use_fused_loss is None:
-            import torch
-            self.use_fused_loss = self.objective not in GENERATIVE_OBJECTIVES or torch.cuda.is_available()
+            self.use_fused_loss = self.default_use_fused_loss()
         if self.max_ngram < 1 or self.max_span_length < 1:
             raise UserError("--max_ngram and --max_span_length must be at least 1")
         if not 0.0 < self.geometric_p <= 1.0:
@@ -227,6 +230,11 @@ class PretrainArguments:
             raise UserError(f"--mixture_cap must be a positive number of examples, got {self.mixture_cap}")
         if self.mixture_temperature <= 0:
             raise UserError(f"--mixture_temperature must be > 0, got {self.mixture_temperature}")
+
+    def default_use_fused_loss(self):
+        """On where it is faster: masked objectives always, bart/t5/clm (every row labelled) with a GPU."""
+        import torch
+        return self.objective not in GENERATIVE_OBJECTIVES or torch.cuda.is_available()
 
     def token_masking(self):
         """The token masking in use: the objective itself, or --masking for sop/nsp."""

@@ -43,7 +43,17 @@ ARG_CLASSES = (ModelArguments, DataTrainingArguments, PretrainArguments, Pretrai
 
 
 def make_parser():
-    return HfArgumentParser(ARG_CLASSES)
+    return complement_help(HfArgumentParser(ARG_CLASSES))
+
+
+def complement_help(parser):
+    """HfArgumentParser gives each `--no_<flag>` the help text of `--<flag>`: say what it does instead."""
+    for action in parser._actions:
+        names = [o for o in action.option_strings if o.startswith("--no_")]
+        if names:
+            flag = names[0][len("--no_"):]
+            action.help = f"Turn --{flag} off (the same as --{flag} false)."
+    return parser
 
 
 def is_config_file(argv):
@@ -81,13 +91,35 @@ def _asked_for(argv, flag):
 
 
 def parse_args(argv=None):
-    """The four pretraining argument dataclasses; with neither --do_train nor --do_eval, both. TrainingArguments
-    turns do_eval on by itself for --eval_strategy steps/epoch: that alone does not mean "evaluate only", so
-    training stays on unless --do_eval was asked for without --do_train."""
+    """The four pretraining argument dataclasses, with what the flags given (not their defaults) mean:
+    - neither --do_train nor --do_eval: both; one of them alone: that one (`--do_eval false`: train only, `--do_train
+      false`: evaluate only); a run that would do neither is an error. TrainingArguments turns do_eval on by itself
+      for --eval_strategy steps/epoch: that alone does not mean "evaluate only".
+    - --num_train_epochs without --max_steps: the epochs decide (the default job's 600 steps do not apply);
+    - --mixture of objectives without --objective: the objective is the mixture's (its first component)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     model_args, data_args, pretrain_args, training_args = parse_dataclasses(make_parser(), argv)
-    if not training_args.do_train and not _asked_for(argv, "do_eval"):
+    asked = lambda flag: _asked_for(argv, flag)  # noqa: E731
+    if not asked("do_train") and not asked("do_eval"):
         training_args.do_train = training_args.do_eval = True
+    elif asked("do_eval") and not asked("do_train"):
+        training_args.do_train = not training_args.do_eval
+    elif asked("do_train") and not asked("do_eval") and not training_args.do_train:
+        training_args.do_eval = True
+    if not training_args.do_train and not training_args.do_eval:
+        raise UserError("nothing to do: --do_train and --do_eval are both false")
+    if training_args.max_steps == 0 or training_args.max_steps < -1:
+        raise UserError(f"--max_steps {training_args.max_steps}: give a positive number of optimizer steps, or -1 "
+                        f"to train for --num_train_epochs")
+    if asked("num_train_epochs") and not asked("max_steps"):
+        training_args.max_steps = -1
+    if training_args.max_steps < 0 and training_args.num_train_epochs <= 0:
+        raise UserError(f"--num_train_epochs {training_args.num_train_epochs}: must be > 0 when --max_steps is not "
+                        f"given")
+    generative.resolve_mixture_objective(pretrain_args, asked("objective"), asked("use_fused_loss"))
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise UserError("--push_to_hub needs --hub_model_id (e.g. your-name/my-bert), with --hub_dry_run too: it "
+                        "names the repository in the model card")
     return model_args, data_args, pretrain_args, training_args
 
 
@@ -113,7 +145,11 @@ def setup_logging(training_args):
     logger.setLevel(level)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
-    datasets.utils.logging.disable_progress_bar()
+    # a bar for each long preprocessing step (tokenizing, grouping, word boundaries / jieba), like training's own
+    if training_args.disable_tqdm:
+        datasets.utils.logging.disable_progress_bar()
+    else:
+        datasets.utils.logging.enable_progress_bar()
 
 
 def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpoint=None):
@@ -374,7 +410,8 @@ def run(model_args, data_args, pretrain_args, training_args):
         if push_to_hub:
             publish(out, pretrain_args, data_args, training_args, max_seq_length, results)
         auto = (generative.auto_class(pretrain_args.objective).__name__
-                if generative.is_generative(pretrain_args.objective) else "AutoModelForMaskedLM")
+                if generative.is_generative(pretrain_args.objective) else "AutoModelForPreTraining"
+                if pretrain_args.objective in SENTENCE_OBJECTIVES else "AutoModelForMaskedLM")
         print_summary(out, results, time.time() - started, auto)
     return results
 
@@ -388,7 +425,8 @@ def publish(out, pretrain_args, data_args, training_args, max_seq_length, result
              "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
              "max_steps": training_args.max_steps, "seed": training_args.seed}
     metrics = {k: v for k, v in results.items() if k.startswith("eval_") or k == "perplexity"}
-    folder = prepare_upload(out, out / "hub_upload", pretrain_args.objective, data, hyper, metrics)
+    folder = prepare_upload(out, out / "hub_upload", pretrain_args.objective, data, hyper, metrics,
+                            repo_id=training_args.hub_model_id, license=pretrain_args.hub_license)
     if pretrain_args.hub_dry_run:
         logger.info("hub dry run: the folder that would be uploaded is %s", folder)
         print(f"hub dry run: would upload {folder} to {training_args.hub_model_id}", flush=True)
@@ -440,7 +478,7 @@ def check_stopped(trainer):
 def print_summary(out, results, seconds, auto="AutoModelForMaskedLM"):
     lines = [f"\nDone in {seconds / 60:.1f} min. Results in {out}/"]
     if "eval_accuracy" in results:
-        what = "masked-token" if auto == "AutoModelForMaskedLM" else "target-token"
+        what = "masked-token" if auto in ("AutoModelForMaskedLM", "AutoModelForPreTraining") else "target-token"
         lines.append(f"  held-out {what} accuracy: {results['eval_accuracy']:.4f}   "
                      f"most-frequent-token baseline: {results.get('eval_baseline_accuracy', float('nan')):.4f}")
         lines.append(f"  held-out perplexity: {results['perplexity']:.2f}   (eval loss {results['eval_loss']:.4f})")

@@ -93,6 +93,26 @@ def parse_mixture(spec):
     return MixtureSpec(kind, names, rates or None)
 
 
+def resolve_mixture_objective(pretrain_args, objective_given, fused_loss_given=True):
+    """A mixture of objectives decides the objective: without --objective it is the mixture's first component; an
+    --objective outside the mixture, or a mixture this run cannot honour, is a one-line error."""
+    if not pretrain_args.mixture:
+        return
+    spec = parse_mixture(pretrain_args.mixture)
+    if spec.kind != "objectives":
+        return
+    if objective_given and pretrain_args.objective not in spec.names:
+        raise UserError(f"--objective {pretrain_args.objective} is not one of the --mixture objectives "
+                        f"({', '.join(spec.names)}): leave --objective out, or name one of them")
+    if not all(is_generative(n) for n in spec.names):
+        raise UserError(f"--mixture {pretrain_args.mixture}: mixtures of encoder objectives (mlm, wwm, ngram, span, "
+                        f"sop, nsp) are not supported yet; mix bart and t5, or mix files")
+    if not objective_given:
+        pretrain_args.objective = spec.names[0]
+        if not fused_loss_given:
+            pretrain_args.use_fused_loss = pretrain_args.default_use_fused_loss()
+
+
 def mixture_objectives(pretrain_args):
     if pretrain_args.mixture:
         spec = parse_mixture(pretrain_args.mixture)

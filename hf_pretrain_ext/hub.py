@@ -15,11 +15,13 @@ from .export import export_stock
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
                "vocab.json")
-PIPELINE = {"mlm": "fill-mask"}
+PIPELINE = {"mlm": "fill-mask", "wwm": "fill-mask", "ngram": "fill-mask", "clm": "text-generation",
+            "bart": "text2text-generation", "t5": "text2text-generation"}
 
 
-def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics):
-    """Write the folder that would be uploaded; returns its path. `folder` must not exist yet."""
+def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics, repo_id=None, license=None):
+    """Write the folder that would be uploaded; returns its path (rebuilt if it exists). `repo_id` goes into the
+    card's usage example, `license` into its metadata."""
     output_dir, folder = Path(output_dir), Path(folder)
     if folder.exists():
         shutil.rmtree(folder)  # ours, rebuilt on every run (it lives inside the run's output_dir)
@@ -37,14 +39,26 @@ def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics
         shutil.copy2(output_dir / "loss_curve.png", folder / "loss_curve.png")
     stock = json.loads((folder / "config.json").read_text())
     (folder / "README.md").write_text(model_card(stock, objective, data, hyperparameters, metrics,
-                                                 (folder / "loss_curve.png").is_file()), encoding="utf-8")
+                                                 (folder / "loss_curve.png").is_file(), repo_id, license),
+                                      encoding="utf-8")
     return folder
 
 
-def model_card(config, objective, data, hyperparameters, metrics, has_plot):
+# the Auto class that loads the whole exported model, by the architecture's suffix
+_AUTO = (("ForMaskedLM", "AutoModelForMaskedLM"), ("ForPreTraining", "AutoModelForPreTraining"),
+         ("ForCausalLM", "AutoModelForCausalLM"), ("LMHeadModel", "AutoModelForCausalLM"),
+         ("ForConditionalGeneration", "AutoModelForSeq2SeqLM"))
+# evaluation figures that describe the machine, not the model
+_NOT_METRICS = ("runtime", "per_second", "samples", "epoch")
+
+
+def model_card(config, objective, data, hyperparameters, metrics, has_plot, repo_id=None, license=None):
     arch = (config.get("architectures") or ["AutoModel"])[0]
-    auto = "AutoModelForMaskedLM" if arch.endswith("ForMaskedLM") else "AutoModel"
-    lines = ["---", "library_name: transformers", f"pipeline_tag: {PIPELINE.get(objective, 'feature-extraction')}",
+    auto = next((a for suffix, a in _AUTO if arch.endswith(suffix)), "AutoModel")
+    repo = repo_id or "REPO_ID"
+    metrics = {k: v for k, v in metrics.items() if not any(word in k for word in _NOT_METRICS)}
+    lines = ["---", "library_name: transformers", f"license: {license or 'other'}",
+             f"pipeline_tag: {PIPELINE.get(objective, 'feature-extraction')}",
              "tags:", "- hf_pretrain_ext", f"- {objective}", "---", "",
              f"# {config.get('model_type', 'model')} pretrained with hf_pretrain_ext ({objective})", "",
              f"Architecture: `{arch}` ({config.get('num_hidden_layers', '?')} layers, hidden size "
@@ -58,7 +72,7 @@ def model_card(config, objective, data, hyperparameters, metrics, has_plot):
     if has_plot:
         lines += ["", "## Training loss", "", "![training loss](loss_curve.png)"]
     lines += ["", "## Usage", "", "```python", f"from transformers import {auto}, AutoTokenizer",
-              'model = %s.from_pretrained("REPO_ID")' % auto, 'tokenizer = AutoTokenizer.from_pretrained("REPO_ID")',
+              f'model = {auto}.from_pretrained("{repo}")', f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
               "```", ""]
     return "\n".join(lines)
 

@@ -100,6 +100,15 @@ class PretrainTrainer(Trainer):
             rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
         self.accelerator.wait_for_everyone()
 
+    def _issue_warnings_after_load(self, load_result):
+        """On resume, tied weights (the MLM decoder is the input embedding matrix) are not in the checkpoint by
+        design: re-tie them instead of warning that they are missing; warn about anything else."""
+        tied = set(getattr(self.model, "all_tied_weights_keys", None) or {})
+        missing = [k for k in load_result.missing_keys if k not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
+
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
             return super().get_eval_dataloader(eval_dataset)

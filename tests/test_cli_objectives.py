@@ -29,12 +29,14 @@ def test_chinese_wwm_with_jieba_trains_and_reloads(tmp_path, zh_file):
     assert type(model).__name__ == "HfpxBertForMaskedLM"
 
 
-def test_sop_trains_with_sentence_head_and_reloads(tmp_path, zh_file):
+def test_sop_trains_with_sentence_head_and_reloads(tmp_path, zh_file, capsys):
     pytest.importorskip("jieba")  # --masking wwm on Chinese text
     from transformers import AutoModelForPreTraining
     out = tmp_path / "sop"
     results = main(quick_args(out, "--train_file", str(zh_file), "--objective", "sop", "--masking", "wwm",
                               "--tokenizer_vocab_size", "2000"))
+    printed = capsys.readouterr().out  # the load hint names the class that loads the sentence head too
+    assert "AutoModelForPreTraining.from_pretrained" in printed and "AutoModelForMaskedLM" not in printed
     assert results["eval_masked_tokens"] > 0 and "eval_loss" in results
     model = AutoModelForPreTraining.from_pretrained(out)
     assert type(model).__name__ == "HfpxBertForPreTraining"

@@ -35,7 +35,7 @@ def files(tmp_path_factory):
 
 def quick(files, out, *extra, model="bert"):
     return ["--model_name_or_path", str(files / model), "--train_file", str(files / "train.tsv"),
-            "--validation_file", str(files / "dev.tsv"), "--output_dir", str(out), "--num_train_epochs", "4",
+            "--validation_file", str(files / "dev.tsv"), "--output_dir", str(out), "--num_train_epochs", "6",
             "--per_device_train_batch_size", "16", "--learning_rate", "5e-3", "--max_seq_length", "32",
             "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0", *extra]
 

@@ -18,8 +18,12 @@ def test_upload_folder_is_stock_with_model_card(tmp_path, capsys):
     card = (folder / "README.md").read_text()
     for needle in ("pipeline_tag: fill-mask", "## Objective", "masked language modelling", "## Data",
                    "sample corpus", "| learning_rate |", "| eval_accuracy |", "| perplexity |",
-                   "![training loss](loss_curve.png)", "AutoModelForMaskedLM.from_pretrained"):
+                   "![training loss](loss_curve.png)", "license: apache-2.0",
+                   'AutoModelForMaskedLM.from_pretrained("someone/tiny-bert")',
+                   'AutoTokenizer.from_pretrained("someone/tiny-bert")'):
         assert needle in card, needle
+    for absent in ("REPO_ID", "runtime", "per_second", "| epoch |"):  # the machine's figures are not the model's
+        assert absent not in card, absent
     code = ("import sys, transformers\n"
             f"m = transformers.AutoModelForMaskedLM.from_pretrained({str(folder)!r})\n"
             f"t = transformers.AutoTokenizer.from_pretrained({str(folder)!r})\n"
@@ -29,3 +33,13 @@ def test_upload_folder_is_stock_with_model_card(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "BertForMaskedLM True"
+
+
+def test_push_to_hub_without_a_repo_id_is_refused_before_training(tmp_path, capsys):
+    import pytest
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        main(quick_args(out, "--push_to_hub", "--hub_dry_run"))
+    assert e.value.code == 2
+    assert "--push_to_hub needs --hub_model_id" in capsys.readouterr().err
+    assert not out.exists()

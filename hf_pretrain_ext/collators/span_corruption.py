@@ -136,9 +136,12 @@ class SpanCorruptionCollator:
             raise ValueError("the tokenizer has no sentinel tokens <extra_id_0>, <extra_id_1>, ...; T5 span "
                              "corruption needs them: add them with hf_pretrain_ext.collators.add_sentinel_tokens"
                              "(tokenizer) and resize the model's embeddings (run_pretrain.py does both)")
-        if tok.eos_token_id is None or tok.pad_token_id is None:
-            raise ValueError("T5 span corruption needs the tokenizer's eos and pad tokens")
-        self.eos_id, self.pad_id = tok.eos_token_id, tok.pad_token_id
+        # a BERT WordPiece tokenizer has no eos: its [SEP] ends the sequence, as in the model config the CLI builds
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+        if eos is None or tok.pad_token_id is None:
+            raise ValueError("T5 span corruption needs the tokenizer's end-of-sequence (eos, or [SEP]) and pad "
+                             "tokens")
+        self.eos_id, self.pad_id = eos, tok.pad_token_id
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.pad_id  # T5 convention
 

@@ -193,5 +193,6 @@ def add_word_starts(dataset, tokenizer, word_boundaries="auto", segmenter="jieba
         return {"word_starts": [row[:len(x)].tolist() for row, x in zip(starts, batch["input_ids"])]}
 
     kwargs = {} if num_proc is None else {"num_proc": num_proc}
-    return dataset.map(annotate, batched=True, batch_size=batch_size, desc="Word boundaries", **kwargs) \
+    desc = "Word boundaries" + (" (jieba on Chinese runs)" if segmenter == "jieba" else "")
+    return dataset.map(annotate, batched=True, batch_size=batch_size, desc=desc, **kwargs) \
         if hasattr(dataset, "num_rows") else dataset.map(annotate, batched=True, batch_size=batch_size)

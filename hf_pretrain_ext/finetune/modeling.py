@@ -13,6 +13,7 @@ Two shapes:
 `hfpx_finetune.json` in every output folder records what `load_finetuned` needs (strategy, labels, pooling, ...).
 """
 import json
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,17 +160,22 @@ def build_model(model_args, strategy_args, labels):
             model = AutoModelForSequenceClassification.from_config(
                 config, trust_remote_code=model_args.trust_remote_code)
         else:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                model_args.model_name_or_path, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
-                **common)
+            with quiet_load_report():
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    model_args.model_name_or_path, config=config, output_loading_info=True,
+                    ignore_mismatched_sizes=True, **common)
             fresh_head = sorted(set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])})
+            warn_unexpected_loading(info, model_args.model_name_or_path, fresh_ok=True)
         pooling = "cls"
     else:
         auto = AutoModelForCausalLM if kind == "causal" else AutoModel
         if model_args.random_init:
             backbone = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
         else:
-            backbone = auto.from_pretrained(model_args.model_name_or_path, config=config, **common)
+            with quiet_load_report():
+                backbone, info = auto.from_pretrained(model_args.model_name_or_path, config=config,
+                                                      output_loading_info=True, **common)
+            warn_unexpected_loading(info, model_args.model_name_or_path, fresh_ok=False)
         model = BackboneClassifier(backbone, n, pooling, scalar_mix=strategy_args.strategy == "feature_based",
                                    lm_loss_weight=strategy_args.lm_loss_weight, causal=kind == "causal")
         fresh_head = head_parameter_names(model)
@@ -188,6 +194,49 @@ def build_model(model_args, strategy_args, labels):
               "layer_lr_decay": strategy_args.layer_lr_decay, "random_init": model_args.random_init,
               "model_name_or_path": model_args.model_name_or_path}
     return model, record
+
+
+# weights a pretraining checkpoint has and a classifier does not need (its LM / sentence heads), and weights a
+# classifier gets fresh (its head; BERT's pooler, unused by the other poolings): loading them is expected
+_PRETRAINING_HEADS = ("cls.", "lm_head.", "lm_loss", "final_logits_bias")
+_FRESH_HEAD = ("classifier.", "score.", "pooler.", "bert.pooler.", "transformer.pooler.")
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record):
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def quiet_load_report():
+    """Hold back transformers' LOAD REPORT table (it lists the expected new head and the dropped LM head as
+    warnings); `warn_unexpected_loading` then reports what is not expected, in one line. A filter, not a log
+    level: transformers runs extra checks when its loader's level is raised."""
+    target = logging.getLogger("transformers.modeling_utils")
+    drop = _DropLoadReport()
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
+
+
+def warn_unexpected_loading(info, source, fresh_ok):
+    """A warning for checkpoint weights that were not used, or model weights that were not found, other than the
+    pretraining heads a classifier drops and (with `fresh_ok`) the classification head it initialises."""
+    def strip(key):
+        return key.split(".", 1)[1] if key.startswith(("bert.", "model.", "transformer.")) else key
+    unused = [k for k in info.get("unexpected_keys", []) if not k.startswith(_PRETRAINING_HEADS)
+              and not strip(k).startswith(_PRETRAINING_HEADS)]
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(_FRESH_HEAD)
+               and not strip(k).startswith(_FRESH_HEAD)]
+    if fresh_ok:
+        missing = [k for k in missing if not k.startswith(("classifier", "score"))]
+    if unused:
+        logger.warning("%s: %d checkpoint weights were not used: %s", source, len(unused), ", ".join(unused[:8]))
+    if missing:
+        logger.warning("%s: %d model weights were not in the checkpoint and start fresh: %s", source, len(missing),
+                       ", ".join(missing[:8]))
 
 
 def announce(line):
