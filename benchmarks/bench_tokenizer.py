@@ -6,7 +6,7 @@ documents held out), tokenizer step as run_pretrain.py runs it (`train_tokenizer
 ours alternating, median of --repeats. Reports seconds, the number of distinct tokenizer.json files each way
 produced, and ours/stock time. Extra corpora (e.g. ../shared/data files) can be given with --train_file.
 
-    python benchmarks/bench_tokenizer.py --repeats 7     # writes benchmarks/results/tokenizer_training.{csv,md}
+    python benchmarks/bench_tokenizer.py --repeats 5     # writes benchmarks/results/tokenizer_training.{csv,md}
 """
 import argparse
 import csv
@@ -60,13 +60,14 @@ def run_child(way, kind, train_file, vocab):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--train_file", nargs="*", default=[None], help="corpora (default: the sample corpus)")
+    parser.add_argument("--train_file", nargs="*", default=["sample"],
+                        help="corpora ('sample': the default job's, the default)")
     parser.add_argument("--kind", nargs="*", default=["wordpiece", "bpe"])
     parser.add_argument("--vocab_size", type=int, default=8000)
     parser.add_argument("--out", default=str(RESULTS / "tokenizer_training"))
     args = parser.parse_args()
     rows = []
-    for train_file in args.train_file:
+    for train_file in [None if f == "sample" else f for f in args.train_file]:
         for kind in args.kind:
             runs = {"stock": [], "ours": []}
             for _ in range(args.repeats):

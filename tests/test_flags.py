@@ -104,7 +104,7 @@ def _run(script, *args):
 
 def test_resume_and_fine_tuning_print_no_noise_for_expected_behaviour(tmp_path):
     out = tmp_path / "run"
-    _run("run_pretrain.py", *quick_args(out, "--max_steps", "4", "--save_steps", "2", "--no_plot"))
+    main(quick_args(out, "--max_steps", "4", "--save_steps", "2", "--no_plot"))
     printed = _run("run_pretrain.py", *quick_args(out, "--max_steps", "6", "--save_steps", "2", "--no_plot",
                                                   "--resume_from_checkpoint", "True"))
     assert "missing keys" not in printed and "Done in" in printed

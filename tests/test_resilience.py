@@ -138,9 +138,11 @@ def test_config_that_does_not_fit(tmp_path, capsys):
     assert len(err) == 1 and "does not fit" in err[0] and "hidden size (30)" in err[0]
 
 
-def test_hostile_text(tmp_path):
-    """NUL bytes, mixed line endings, whitespace-only documents, control characters and one 50 MB line."""
-    big = " ".join(["lorem ipsum dolor sit amet"] * (50_000_000 // 27))
+@pytest.mark.parametrize("line_mb", [3, pytest.param(50, marks=pytest.mark.slow)])
+def test_hostile_text(tmp_path, line_mb):
+    """NUL bytes, mixed line endings, whitespace-only documents, control characters and one long line (3 MB, cut
+    into pieces for the tokenizer like any line over LONG_TEXT_CHARS; 50 MB in the slow run, ~2 GB peak RSS)."""
+    big = " ".join(["lorem ipsum dolor sit amet"] * (line_mb * 1_000_000 // 27))
     text = ("first doc\x00 with a NUL\r\n\r\n   \t  \n\nsecond\rdoc with old-Mac newline\n\n\x0b\x0c\n\n"
             + big + "\n\n" + "\n\n".join(f"tail doc {i}" for i in range(40)) + "\n")
     path = tmp_path / "hostile.txt"
