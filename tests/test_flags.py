@@ -115,3 +115,10 @@ def test_resume_and_fine_tuning_print_no_noise_for_expected_behaviour(tmp_path):
                    "--num_train_epochs", "1", "--disable_tqdm", "true")
     assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed
     assert "a fresh one is initialised" in printed  # the project's own one line stays
+
+
+def test_shared_data_folder_follows_hfpx_data(tmp_path):
+    """A clone elsewhere points the data-set tests at its copy of the shared data with HFPX_DATA."""
+    proc = subprocess.run([sys.executable, "-c", "import hfpx_testutils; print(hfpx_testutils.SHARED_DATA)"],
+                          cwd=REPO / "tests", env=dict(ENV, HFPX_DATA=str(tmp_path)), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path), proc.stderr
