@@ -6,12 +6,15 @@ files) -> config and model (fresh tiny hfpx-bert by default, or a checkpoint) ->
 masked-token accuracy beside the most-frequent-token baseline). User mistakes end as one `error:` line and exit
 status 2; nothing already in the output directory is overwritten unless --overwrite_output_dir is given.
 """
+import argparse
+import hashlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import datasets
@@ -35,6 +38,8 @@ from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, prepr
 from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM, HfpxBertForPreTraining
 from .patching import apply_fused_loss
 from .plotting import plot_loss_curve
+from .rundir import (OutputDir, checkpoint_problem, holds_something, newest_intact_checkpoint, run_record,
+                     safetensors_problem, supersede_other_runs)
 from .trainer import PretrainTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("hf_pretrain_ext")
@@ -67,18 +72,75 @@ def parse_dataclasses(parser, argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if is_config_file(argv):
-            path = Path(argv[0])
-            if not path.is_file():
-                raise UserError(f"config file {argv[0]}: no such file")
-            reader = parser.parse_json_file if path.suffix == ".json" else parser.parse_yaml_file
-            return reader(str(path))
-        return parser.parse_args_into_dataclasses(args=argv)
+            parsed = parser.parse_dict(read_config_file(parser, argv[0]))
+        else:
+            parsed = parser.parse_args_into_dataclasses(args=argv)
     except UserError:
         raise
     except (ValueError, TypeError, KeyError) as e:  # TrainingArguments' own checks, bad config-file keys
         raise UserError(" ".join(str(e).split())) from None
-    except yaml.YAMLError as e:  # safe_load only: python/object tags and the like are refused, never run
-        raise UserError(f"config file {argv[0]}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
+    check_counts(parsed)
+    return parsed
+
+
+def read_config_file(parser, name):
+    """A .json/.yaml config file as a dict whose values have the types of the flags they set: strings for bool
+    flags ("no", "false") become booleans, numbers given as strings are converted, and a value of the wrong type
+    or outside a flag's choices is a one-line error naming the key. YAML is read with safe_load only."""
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"config file {name}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise UserError(f"config file {name}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"config file {name}: not valid JSON ({e})") from None
+    except yaml.YAMLError as e:  # python/object tags and the like are refused, never run
+        raise UserError(f"config file {name}: not plain YAML: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {name}: the top level must be a mapping of flag names to values, got a "
+                        f"{type(data).__name__}")
+    actions = {a.dest: a for a in parser._actions if a.option_strings and not a.option_strings[0].startswith("--no_")}
+    return {key: _coerce(name, key, value, actions.get(key)) for key, value in data.items()}
+
+
+def _coerce(name, key, value, action):
+    from transformers.hf_argparser import string_to_bool
+    if action is None or value is None or isinstance(value, (list, dict)):
+        return value  # unknown keys are refused by parse_dict; lists and mappings go through as they are
+    kind = action.type
+    try:
+        if kind is string_to_bool:
+            value = value if isinstance(value, bool) else string_to_bool(value) if isinstance(value, str) else None
+            if value is None:
+                raise ValueError
+        elif kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError
+            converted = kind(float(value)) if kind is int and isinstance(value, float) else kind(value)
+            if kind is int and isinstance(value, float) and converted != value:
+                raise ValueError
+            value = converted
+    except (ValueError, TypeError, argparse.ArgumentTypeError):
+        wanted = "true or false" if kind is string_to_bool else f"a{'n' if kind is int else ''} {kind.__name__}"
+        raise UserError(f"config file {name}: {key}: expected {wanted}, got {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise UserError(f"config file {name}: {key}: {value!r} is not one of {list(action.choices)}")
+    return value
+
+
+def check_counts(parsed):
+    """Counts that must be positive, checked before any work (the Trainer and datasets fail late or obscurely)."""
+    for args in parsed:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if hasattr(args, name) and getattr(args, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+        for name in ("preprocessing_num_workers", "max_train_samples", "max_eval_samples", "max_test_samples"):
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise UserError(f"--{name} must be at least 1 (or left out), got {value}")
 
 
 def _asked_for(argv, flag):
@@ -117,10 +179,30 @@ def parse_args(argv=None):
         raise UserError(f"--num_train_epochs {training_args.num_train_epochs}: must be > 0 when --max_steps is not "
                         f"given")
     generative.resolve_mixture_objective(pretrain_args, asked("objective"), asked("use_fused_loss"))
+    check_config_overrides(model_args.config_overrides)
     if training_args.push_to_hub and not training_args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id (e.g. your-name/my-bert), with --hub_dry_run too: it "
                         "names the repository in the model card")
     return model_args, data_args, pretrain_args, training_args
+
+
+def check_config_overrides(spec):
+    """--config_overrides must be key=value pairs; a size, count or length cannot be zero or negative."""
+    if not spec:
+        return
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--config_overrides {spec!r}: {part!r} is not key=value (e.g. "
+                            f"'hidden_size=256,num_hidden_layers=4')")
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if number <= 0 and not key.strip().endswith(("_id", "_eps", "_prob", "_dropout", "dropout")) \
+                and key.strip().endswith(("size", "layers", "heads", "dim", "_ff", "d_kv", "embeddings", "n_embd",
+                                          "n_layer", "n_head", "n_inner", "n_positions", "d_model")):
+            raise UserError(f"--config_overrides: {key.strip()}={value} must be positive")
 
 
 def check_output_dir(training_args, pretrain_args):
@@ -128,7 +210,7 @@ def check_output_dir(training_args, pretrain_args):
     out = Path(training_args.output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--output_dir {out}: exists and is not a directory")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not holds_something(out):
         return None
     last = last_complete_checkpoint(str(out))
     if training_args.resume_from_checkpoint is not None or pretrain_args.overwrite_output_dir:
@@ -164,7 +246,7 @@ def load_tokenizer(model_args, pretrain_args, raw, training_args, resume_checkpo
         try:
             return AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir, token=model_args.token,
                                                  trust_remote_code=model_args.trust_remote_code)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # missing, unreadable, or no tokenizer file at all
             raise UserError(f"could not load a tokenizer from {name}: {' '.join(str(e).split())[:200]}") from None
     kind = pretrain_args.tokenizer_type
     if kind == "auto":
@@ -194,6 +276,7 @@ def load_model(model_args, pretrain_args, tokenizer):
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
                   trust_remote_code=model_args.trust_remote_code)
     if model_args.model_name_or_path:
+        check_weights(model_args.model_name_or_path)
         try:
             config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **common)
         except (OSError, ValueError) as e:
@@ -210,7 +293,7 @@ def load_model(model_args, pretrain_args, tokenizer):
             model = auto_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=dtype, **common)
     else:
         if model_args.config_name:
-            config = AutoConfig.from_pretrained(model_args.config_name, **common)
+            config = load_config_name(model_args.config_name, common)
         elif model_args.model_type == "hfpx-bert":
             config = HfpxBertConfig(**TINY_BERT)
         else:
@@ -229,7 +312,7 @@ def load_model(model_args, pretrain_args, tokenizer):
             config.use_fused_loss = pretrain_args.use_fused_loss
         try:
             model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
-        except ValueError as e:  # e.g. hidden_size not a multiple of the heads, a config of another family
+        except (ValueError, RuntimeError) as e:  # hidden_size not a multiple of the heads, a negative size, ...
             raise UserError(f"the model config does not fit: {' '.join(str(e).split())[:300]}") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         logger.warning("tokenizer has %d tokens, model %d embeddings: resizing", len(tokenizer),
@@ -238,6 +321,24 @@ def load_model(model_args, pretrain_args, tokenizer):
     if pretrain_args.use_fused_loss:
         apply_fused_loss(model)  # after any resize: it patches the output-embedding module in place
     return model
+
+
+def check_weights(path):
+    """A local checkpoint's safetensors files must be complete (a truncated copy fails deep inside loading)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise UserError(f"--model_name_or_path {path}: {problem}")
+
+
+def load_config_name(name, common):
+    try:
+        return AutoConfig.from_pretrained(name, **common)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--config_name {name}: could not load a config ({' '.join(str(e).split())[:200]})") from None
 
 
 # models whose position ids start after the padding index (RoBERTa family): two positions are never usable
@@ -283,19 +384,72 @@ def collator_options(pretrain_args, data_args, training_args, max_seq_length, tr
     return options
 
 
+def has_ordinary_token(dataset, tokenizer, column="input_ids"):
+    """Whether a tokenized dataset holds any token that is not special (a corpus of "[CLS] [SEP]" strings trains on
+    nothing: loss 0, gradient 0)."""
+    special = set(tokenizer.all_special_ids)
+    for start in range(0, len(dataset), 1000):
+        for ids in dataset[start:start + 1000][column]:
+            if any(i not in special for i in ids):
+                return True
+    return False
+
+
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
 def main(argv=None):
     try:
-        return run(*parse_args(argv))
+        args = parse_args(argv)
+        with OutputDir(args[3].output_dir, args[3].process_index == 0, sys.argv) as owned:
+            return run(*args, owned=owned)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # before the Trainer's own handler is installed (e.g. during tokenizer training)
+        print("error: interrupted before training started; nothing was kept", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
-def run(model_args, data_args, pretrain_args, training_args):
+def new_run_record(resume, pretrain_args):
+    """This run's identity: a resumed run continues the identity of the checkpoint it resumes."""
+    previous = run_record(resume) if resume else None
+    return {"run_id": (previous or {}).get("run_id") or uuid.uuid4().hex, "objective": pretrain_args.objective}
+
+
+def check_resume_matches(resume, record, model, tokenizer):
+    """A resumed checkpoint must come from the same configuration: objective, sequence length, tokenizer and model
+    shape (a new --max_steps, learning rate schedule end or logging is fine)."""
+    saved = run_record(resume)
+    if saved is None:
+        return
+    changes = [f"{key} {saved[key]!r} -> {record[key]!r}" for key in ("objective", "max_seq_length", "model_type",
+                                                                        "tokenizer_vocab_sha")
+               if key in saved and key in record and saved[key] != record[key]]
+    try:
+        config = json.loads(Path(resume, "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    now = model.config.to_dict()
+    changes += [f"{k} {config[k]!r} -> {now[k]!r}" for k in SHAPE_KEYS if k in config and k in now
+                and config[k] != now[k]]
+    if changes:
+        raise UserError(f"--resume_from_checkpoint {resume} was saved by a run with another configuration "
+                        f"({'; '.join(changes)}): resume with the same flags, or start a new run in another "
+                        f"--output_dir")
+
+
+SHAPE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size", "max_position_embeddings", "d_model", "d_ff", "num_layers", "num_decoder_layers",
+              "encoder_layers", "decoder_layers", "n_embd", "n_layer", "n_head")
+
+
+def vocab_sha(tokenizer):
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
+
+
+def run(model_args, data_args, pretrain_args, training_args, owned=None):
     setup_logging(training_args)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per loader
@@ -312,6 +466,11 @@ def run(model_args, data_args, pretrain_args, training_args):
     else:
         raw = load_raw_datasets(data_args, model_args, training_args.seed)
     resume = resolve_resume(training_args, last_checkpoint)
+    record = new_run_record(resume, pretrain_args)
+    if resume is None and pretrain_args.overwrite_output_dir and training_args.process_index == 0:
+        moved = supersede_other_runs(training_args.output_dir, record["run_id"])
+        if moved:
+            print(f"--overwrite_output_dir: the checkpoints of the previous run were moved to {moved}", flush=True)
     tokenizer = load_tokenizer(model_args, pretrain_args, raw, training_args, resume)
     if generative.is_generative(pretrain_args.objective):
         tokenizer = generative.prepare_tokenizer(tokenizer, pretrain_args)
@@ -321,6 +480,10 @@ def run(model_args, data_args, pretrain_args, training_args):
     max_seq_length = resolve_max_seq_length(data_args, model, fresh=model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", model.config.model_type,
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
+    record.update({"model_type": model.config.model_type, "max_seq_length": max_seq_length,
+                   "tokenizer_vocab_sha": vocab_sha(tokenizer)})
+    if resume is not None:
+        check_resume_matches(resume, record, model, tokenizer)
 
     block_length = max_seq_length
     if generative.is_generative(pretrain_args.objective):
@@ -367,21 +530,25 @@ def run(model_args, data_args, pretrain_args, training_args):
         if pretrain_args.objective in SENTENCE_OBJECTIVES:  # so evaluation computes the loss with both labels
             training_args.label_names = ["labels", collator.label_name]
     eval_collator = collator.for_eval(**eval_options) if hasattr(collator, "for_eval") else collator
+    if training_args.do_train and not data_args.streaming and not has_ordinary_token(train_ds, tokenizer):
+        raise UserError("the training data has no token to learn from: every token is a special token "
+                        f"({', '.join(tokenizer.all_special_tokens[:6])}) or padding")
     baseline_id = most_frequent_token(train_ds, tokenizer.all_special_ids)
     trainer = PretrainTrainer(
         model=model, args=training_args, data_collator=collator, eval_data_collator=eval_collator,
         train_dataset=train_ds if training_args.do_train else None,
         eval_dataset=eval_ds if training_args.do_eval else None, processing_class=tokenizer,
         compute_metrics=MaskedTokenAccuracy(baseline_id) if training_args.do_eval else None,
-        preprocess_logits_for_metrics=preprocess if training_args.do_eval else None)
+        preprocess_logits_for_metrics=preprocess if training_args.do_eval else None, run_record=record)
 
     out = Path(training_args.output_dir)
+    record.update({"train_file": data_args.train_file or str(SAMPLE_CORPUS), "dataset_name": data_args.dataset_name,
+                   "argv": sys.argv})
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
-        record = {"objective": pretrain_args.objective, "model_type": model.config.model_type,
-                  "train_file": data_args.train_file or str(SAMPLE_CORPUS), "dataset_name": data_args.dataset_name,
-                  "max_seq_length": max_seq_length, "argv": sys.argv}
         (out / RUN_RECORD).write_text(json.dumps(record, indent=2))
+    if owned is not None:
+        owned.started()  # from here on a failure keeps what is in the output directory
 
     if resume is not None and data_args.streaming:
         trainer.restore_rng_on_first_step(resume)
@@ -441,11 +608,13 @@ def resolve_resume(training_args, last_checkpoint):
     if checkpoint is None or not training_args.do_train:
         return None
     if checkpoint in ("True", "true", True):
-        if last_checkpoint is None:
+        newest = newest_intact_checkpoint(training_args.output_dir) if last_checkpoint is not None else None
+        if newest is None:
             raise UserError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}")
-        return last_checkpoint
-    if not Path(checkpoint, "trainer_state.json").is_file():
-        raise UserError(f"--resume_from_checkpoint {checkpoint}: not a checkpoint folder")
+        return newest
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise UserError(f"--resume_from_checkpoint {checkpoint}: not an intact checkpoint ({problem})")
     return checkpoint
 
 

@@ -178,6 +178,8 @@ def load_model(model_args, pretrain_args, tokenizer):
     if model_args.model_name_or_path:
         if model_args.config_overrides:
             raise UserError("--config_overrides only applies when training from scratch (no --model_name_or_path)")
+        from .cli import check_weights
+        check_weights(model_args.model_name_or_path)
         source = model_args.config_name or model_args.model_name_or_path
         try:
             config = AutoConfig.from_pretrained(source, **common)
@@ -196,7 +198,8 @@ def load_model(model_args, pretrain_args, tokenizer):
                                 f"{' '.join(str(e).split())[:200]}") from None
     else:
         if model_args.config_name:
-            config = AutoConfig.from_pretrained(model_args.config_name, **common)
+            from .cli import load_config_name
+            config = load_config_name(model_args.config_name, common)
         else:
             # the encoder default (hfpx-bert) means "the objective's own model"
             model_type = MODEL_TYPES[objective] if model_args.model_type == "hfpx-bert" else model_args.model_type
@@ -213,7 +216,7 @@ def load_model(model_args, pretrain_args, tokenizer):
         _check_family(objective, config)
         try:
             model = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:
             raise UserError(f"--objective {objective} cannot use a {config.model_type} model: "
                             f"{' '.join(str(e).split())[:200]}") from None
     _check_family(objective, model.config)

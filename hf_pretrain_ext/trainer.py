@@ -12,6 +12,7 @@
 - SIGTERM/SIGINT save and stop; a non-finite loss stops the run without saving (see callbacks.py).
 """
 import errno
+import json
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from .callbacks import NonFiniteLossCallback, SignalStopCallback
 from .errors import UserError
+from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
 logger = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -39,9 +41,10 @@ def honours_num_items(model):
 class PretrainTrainer(Trainer):
     loss_parts = LOSS_PARTS  # model outputs averaged over the logging window and logged beside `loss`
 
-    def __init__(self, *args, eval_data_collator=None, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, run_record=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
+        self.run_record = run_record  # written into every checkpoint; its run_id decides what rotation may remove
         self._parts_sum = defaultdict(float)
         self._parts_count = defaultdict(int)
         if not honours_num_items(self.accelerator.unwrap_model(self.model)):
@@ -93,11 +96,18 @@ class PretrainTrainer(Trainer):
             self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(staging_root, run_dir, 1)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            if self.run_record is not None:
+                with open(os.path.join(staged, CHECKPOINT_RECORD), "w") as f:
+                    json.dump(self.run_record, f, indent=2)
             if os.path.exists(final):  # a stale folder of the same step (e.g. from before a resume)
                 shutil.rmtree(final)
             os.replace(staged, final)
             shutil.rmtree(staging_root, ignore_errors=True)
-            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+            if self.run_record is not None:
+                rotate_own_checkpoints(run_dir, self.run_record["run_id"], self.args.save_total_limit,
+                                       self.state.best_model_checkpoint)
+            else:
+                rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
         self.accelerator.wait_for_everyone()
 
     def _issue_warnings_after_load(self, load_result):

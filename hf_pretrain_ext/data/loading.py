@@ -104,10 +104,25 @@ def _load_files(data_files, data_args, cache_dir):
     return raw
 
 
-def _clean(ds, column):
-    """Strip each document and drop blank ones."""
-    ds = ds.map(lambda batch: {column: [(t or "").strip() for t in batch[column]]}, batched=True)
+def _clean(ds, column, source=None):
+    """Strip each document and drop blank ones (a null value is a blank one); a value that is not text (a number,
+    a list) is a one-line error naming its row."""
+    def strip(batch, indices):
+        for t, i in zip(batch[column], indices):
+            if t is not None and not isinstance(t, str):
+                raise UserError(f"{source or 'the data'}: row {i + 1}: the {column!r} value is of type "
+                                f"{type(t).__name__} ({str(t)[:40]!r}), not text")
+        return {column: [(t or "").strip() for t in batch[column]]}
+    ds = ds.map(strip, batched=True, with_indices=True)
     return ds.filter(lambda batch: [bool(t) for t in batch[column]], batched=True)
+
+
+def data_files_name(data_args, split):
+    if data_args.dataset_name:
+        return f"--dataset_name {data_args.dataset_name} ({split})"
+    if split == "validation" and data_args.validation_file:
+        return data_args.validation_file
+    return data_args.train_file or str(SAMPLE_CORPUS)
 
 
 def load_raw_datasets(data_args, model_args, seed):
@@ -116,8 +131,12 @@ def load_raw_datasets(data_args, model_args, seed):
     if data_args.dataset_name is not None:
         if data_args.train_file is not None:
             raise UserError("give either --dataset_name or --train_file, not both")
-        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=model_args.cache_dir,
-                           token=model_args.token, streaming=data_args.streaming)
+        try:
+            raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=model_args.cache_dir,
+                               token=model_args.token, streaming=data_args.streaming)
+        except (ConnectionError, OSError, ValueError) as e:  # offline, unknown name, missing config
+            raise UserError(f"could not load --dataset_name {data_args.dataset_name}: "
+                            f"{' '.join(str(e).split())[:200]}") from None
         source = data_args.dataset_name
     else:
         train_file = data_args.train_file or str(SAMPLE_CORPUS)
@@ -134,7 +153,7 @@ def load_raw_datasets(data_args, model_args, seed):
     raw = type(raw)({k: v.select_columns([column]) for k, v in raw.items()})
     if column != "text":
         raw = type(raw)({k: v.rename_column(column, "text") for k, v in raw.items()})
-    raw = type(raw)({k: _clean(v, "text") for k, v in raw.items()})
+    raw = type(raw)({k: _clean(v, "text", data_files_name(data_args, k)) for k, v in raw.items()})
     if "validation" not in raw and data_args.validation_split_percentage > 0:
         if isinstance(raw, IterableDatasetDict):
             raise UserError("with --streaming, give a --validation_file (a held-out split cannot be cut from a "

@@ -67,11 +67,11 @@ def prepare_sentence_examples(raw, tokenizer, max_seq_length, num_proc=None, loa
         else:
             mapped = ds.map(chunk, batched=True, with_indices=True, remove_columns=["text"], num_proc=num_proc,
                             load_from_cache_file=load_from_cache, desc=f"Sentence chunks {split}")
+            if len(mapped) == 0 or "document_index" not in mapped.column_names:
+                raise UserError(f"no document of the {split} split has two sentences; sentence-pair objectives "
+                                f"(sop, nsp) need documents of several sentences")
             used = len(set(mapped["document_index"]))
             logger.info("sentence pairs (%s): %d documents -> %d chunks; %d documents with fewer than 2 sentences "
                         "skipped", split, len(ds), len(mapped), len(ds) - used)
-            if len(mapped) == 0:
-                raise UserError(f"no document of the {split} split has two sentences; sentence-pair objectives "
-                                 f"(sop, nsp) need documents of several sentences")
         prepared[split] = _add_index(mapped)
     return prepared

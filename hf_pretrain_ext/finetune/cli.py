@@ -19,6 +19,7 @@ from ..cli import (check_output_dir, check_stopped, parse_dataclasses, resolve_m
                    setup_logging)
 from ..errors import UserError
 from ..plotting import plot_loss_curve
+from ..rundir import OutputDir
 from .adapters import adapter_parameter_names
 from .args import FinetuneDataArguments, FinetuneModelArguments, FinetuneTrainingArguments, StrategyArguments
 from .data import load_labelled_data, tokenize_split
@@ -76,13 +77,18 @@ def apply_strategy(model, strategy_args):
 
 def main(argv=None):
     try:
-        return run(*parse_args(argv))
+        args = parse_args(argv)
+        with OutputDir(args[3].output_dir, args[3].process_index == 0, sys.argv) as owned:
+            return run(*args, owned=owned)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        print("error: interrupted before training started; nothing was kept", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
-def run(model_args, data_args, strategy_args, training_args):
+def run(model_args, data_args, strategy_args, training_args, owned=None):
     setup_logging(training_args)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False
@@ -121,6 +127,8 @@ def run(model_args, data_args, strategy_args, training_args):
     results = {"trainable_parameters": trainable, "total_parameters": total}
     if training_args.do_train:
         # --resume_from_checkpoint True: the newest complete checkpoint; gradual unfreezing replays its schedule
+        if owned is not None:
+            owned.started()
         train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args, last_checkpoint))
         check_stopped(trainer)
         trainer.save_model()
