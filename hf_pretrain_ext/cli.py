@@ -388,11 +388,11 @@ def has_ordinary_token(dataset, tokenizer, column="input_ids"):
     """Whether a tokenized dataset holds any token that is not special (a corpus of "[CLS] [SEP]" strings trains on
     nothing: loss 0, gradient 0)."""
     special = set(tokenizer.all_special_ids)
-    for start in range(0, len(dataset), 1000):
-        for ids in dataset[start:start + 1000][column]:
-            if any(i not in special for i in ids):
-                return True
-    return False
+    if isinstance(dataset, datasets.Dataset):
+        rows = (ids for start in range(0, len(dataset), 1000) for ids in dataset[start:start + 1000][column])
+    else:  # a mixture of datasets: example by example (the first ordinary token ends the search)
+        rows = (dataset[i][column] for i in range(len(dataset)))
+    return any(any(i not in special for i in ids) for ids in rows)
 
 
 def count_parameters(model):

@@ -85,6 +85,21 @@ def test_damaged_checkpoints_are_recognised(tmp_path, corpus, capsys):
         subprocess.run(["cp", "-r", str(good), str(copy)], check=True)
         hurt(copy / name)
         assert name in checkpoint_problem(copy)
+    # a truncated copy of a saved model given as --model_name_or_path (both CLIs)
+    model = tmp_path / "model"
+    subprocess.run(["cp", "-r", str(out), str(model)], check=True)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    err = refused(quick_args(tmp_path / "cont", "--model_name_or_path", str(model), "--train_file", str(corpus),
+                             fresh=False), capsys)
+    assert "model.safetensors is truncated" in err and not (tmp_path / "cont").exists()
+    from hf_pretrain_ext.finetune.cli import main as finetune
+    (tmp_path / "t.tsv").write_text("sentence\tlabel\na b\t0\nc d\t1\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        finetune(["--model_name_or_path", str(model), "--train_file", str(tmp_path / "t.tsv"), "--validation_file",
+                  str(tmp_path / "t.tsv"), "--output_dir", str(tmp_path / "ft")])
+    assert e.value.code == 2 and "model.safetensors is truncated" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert "trainer_state.json is missing" == checkpoint_problem(tmp_path / "empty")
     # every checkpoint damaged: one line, nothing resumed

@@ -138,6 +138,8 @@ def _load_config(model_args):
 
 def build_model(model_args, strategy_args, labels):
     """The model for this strategy with pretrained (or, with --random_init, fresh) weights; returns (model, info)."""
+    from ..cli import check_weights
+    check_weights(model_args.model_name_or_path)
     config = _load_config(model_args)
     kind = detect_backbone(config, model_args.backbone)
     n = len(labels)
