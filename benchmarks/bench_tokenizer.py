@@ -11,7 +11,6 @@ produced, and ours/stock time. Extra corpora (e.g. ../shared/data files) can be 
 import argparse
 import csv
 import datetime
-import hashlib
 import json
 import os
 import platform

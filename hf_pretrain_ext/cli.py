@@ -400,10 +400,16 @@ def count_parameters(model):
 
 
 def main(argv=None):
+    return run_command(parse_args, run, argv)
+
+
+def run_command(parse, run_fn, argv=None):
+    """Shared by both CLIs: parse, claim the output directory, run; a user error is one line and its exit code,
+    Ctrl-C before the Trainer's own handler is installed is one line and 130."""
     try:
-        args = parse_args(argv)
+        args = parse(argv)
         with OutputDir(args[3].output_dir, args[3].process_index == 0, sys.argv) as owned:
-            return run(*args, owned=owned)
+            return run_fn(*args, owned=owned)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None

@@ -16,10 +16,9 @@ import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
 from ..cli import (check_output_dir, check_stopped, parse_dataclasses, resolve_max_seq_length, resolve_resume,
-                   setup_logging)
+                   run_command, setup_logging)
 from ..errors import UserError
 from ..plotting import plot_loss_curve
-from ..rundir import OutputDir
 from .adapters import adapter_parameter_names
 from .args import FinetuneDataArguments, FinetuneModelArguments, FinetuneTrainingArguments, StrategyArguments
 from .data import load_labelled_data, tokenize_split
@@ -76,16 +75,7 @@ def apply_strategy(model, strategy_args):
 
 
 def main(argv=None):
-    try:
-        args = parse_args(argv)
-        with OutputDir(args[3].output_dir, args[3].process_index == 0, sys.argv) as owned:
-            return run(*args, owned=owned)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code) from None
-    except KeyboardInterrupt:
-        print("error: interrupted before training started; nothing was kept", file=sys.stderr)
-        raise SystemExit(130) from None
+    return run_command(parse_args, run, argv)
 
 
 def run(model_args, data_args, strategy_args, training_args, owned=None):
