@@ -329,3 +329,43 @@ def test_offsets_boundaries_and_clear_errors():
         build_collator("wwm", SlowTokenizer(), word_boundaries="offsets")
     with pytest.raises(ValueError, match="replace_level"):
         build_collator("wwm", tok, replace_level="span")
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_byte_level_offsets_give_whole_words(trim):
+    """wwm with word_boundaries='offsets' on byte-level BPE: our trained tokenizer trims the space off `Ġcat`'s
+    offsets, and a tokenizer that keeps it (trim_offsets=False) is not fooled either: every word of the text is
+    selected whole or not at all, and the words are the text's words."""
+    from tokenizers import processors
+
+    from hf_pretrain_ext.data.tokenizer import train_byte_bpe
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(200)]
+    tok = train_byte_bpe(texts, 300)
+    if not trim:
+        tok.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    enc = tok(texts[:64], return_offsets_mapping=True)
+    assert (enc["offset_mapping"][0][1][0] > enc["offset_mapping"][0][0][1]) == trim  # the space is in or out
+    feats = [{"input_ids": x, "offset_mapping": o, "example_index": i}
+             for i, (x, o) in enumerate(zip(enc["input_ids"], enc["offset_mapping"]))]
+    out = build_collator("wwm", tok, word_boundaries="offsets", mlm_probability=0.3, seed=1)(feats)
+    whole = partial = rows_all = 0
+    for row, (text, ids) in enumerate(zip(texts[:64], enc["input_ids"])):
+        labelled = (out["labels"][row, :len(ids)] != IGNORE_INDEX).numpy()
+        pieces = [tok.convert_ids_to_tokens(i) for i in ids]
+        word = -1
+        words = []
+        for p in pieces:  # the text's words, from the Ġ markers (the first word has none)
+            word += p.startswith("Ġ") or word < 0
+            words.append(word)
+        chosen = 0
+        for w in set(words):
+            sel = labelled[[k for k, x in enumerate(words) if x == w]]
+            whole += sel.all()
+            chosen += sel.all()
+            partial += sel.any() and not sel.all()
+        rows_all += chosen == len(set(words))
+        assert {tok.decode([ids[k] for k in range(len(ids)) if words[k] == w]).strip() for w in set(words)} <= \
+            set(text.split())
+    # about 30% of the words of each row, never a row taken whole (what one-word-per-example masking did)
+    assert partial == 0 and rows_all == 0 and 0.2 * 64 * 12 < whole < 0.4 * 64 * 12

@@ -4,8 +4,10 @@ A block is what `tokenize_and_group` produced (documents packed and cut anywhere
 the tokens themselves:
 - 'wordpiece': a token without the `##` continuation prefix starts a word (BertPreTokenizer splits on spaces and
   punctuation and makes every CJK character its own token);
-- 'offsets': a token starts a word when its character span does not touch the previous token's (HF v5's rule);
-  needs a fast tokenizer and features carrying `offset_mapping`;
+- 'offsets': a token starts a word when its character span does not touch the previous token's (HF v5's rule),
+  or, for byte-level BPE and SentencePiece vocabularies, when it carries their word-start marker (Ġ, ▁), so
+  offsets that include the preceding space do not glue every token to the one before; needs a fast tokenizer and
+  features carrying `offset_mapping`;
 - 'auto': `offset_mapping` when the features carry it, else the vocabulary's own markers: `##` (WordPiece), `▁`
   (SentencePiece/Metaspace) or `Ġ` (byte-level BPE) at word starts.
 A token right after a special token, padding or the start of the block always starts a word.
@@ -141,6 +143,10 @@ class WordBoundaries:
             prev_end = np.zeros(ids.shape, dtype=np.int64)
             prev_end[:, 1:] = offsets[:, :-1, 1]
             starts = eligible & (~prev_eligible | (offsets[:, :, 0] != prev_end))
+            if self.style in ("bytelevel", "metaspace"):
+                # a tokenizer whose offsets include the space before a word (byte-level BPE without
+                # trim_offsets) makes every token touch the previous one: its Ġ / ▁ marker still starts a word
+                starts |= eligible & self.vocab_starts_word[ids]
         else:
             if self.style == "none":
                 raise ValueError("this tokenizer's vocabulary does not mark word starts; pass features with "

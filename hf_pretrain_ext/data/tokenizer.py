@@ -146,6 +146,8 @@ def train_byte_bpe(texts, vocab_size, seq2seq=False, progress=False):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=progress,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_progress(texts, progress, "tokenizer: training byte-level BPE"), trainer=trainer)
+    # offsets without the space a token carries (Ġcat -> the span of "cat"), so words can be found from them
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
     if seq2seq:
         names = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     else:
