@@ -369,3 +369,58 @@ def test_byte_level_offsets_give_whole_words(trim):
             set(text.split())
     # about 30% of the words of each row, never a row taken whole (what one-word-per-example masking did)
     assert partial == 0 and rows_all == 0 and 0.2 * 64 * 12 < whole < 0.4 * 64 * 12
+
+
+@pytest.mark.parametrize("objective", ["span", "ngram"])
+def test_spans_never_cross_a_document_boundary(objective):
+    """Packed blocks ([CLS] doc [SEP] doc [SEP] ...): a span stops at the inner [SEP]. With merging ('span'),
+    each document keeps exactly its own tokens: the ones still there plus what its merged spans covered; the
+    issue's example (seed 6) lost "dogs" to a span that started at "mat"."""
+    tok = tiny_tokenizer()
+    coll = build_collator(objective, tok, seed=6, mlm_probability=0.3, span_distribution="geometric",
+                          return_span_lengths=True)
+    example = tok("the cat sat on the mat", "dogs bark at night again")["input_ids"]
+    rng = np.random.default_rng(0)
+    docs = [[int(t) for t in tok(" ".join(rng.choice(WORDS, rng.integers(3, 9))), add_special_tokens=False)
+             ["input_ids"]] for _ in range(400)]
+    blocks = [example] + [[tok.cls_token_id] + docs[i] + [tok.sep_token_id] + docs[i + 1] + [tok.sep_token_id]
+                          + docs[i + 2] + [tok.sep_token_id] for i in range(0, 399 - 2, 3)]
+    out = coll([{"input_ids": b, "example_index": i} for i, b in enumerate(blocks)])
+    special = set(tok.all_special_ids)
+    crossing_possible = 0
+    for row, block in enumerate(blocks):
+        n = int(out["attention_mask"][row].sum())
+        ids, lengths = out["input_ids"][row, :n].tolist(), out["span_lengths"][row, :n].tolist()
+        labels = out["labels"][row, :n].tolist()
+        sep = tok.sep_token_id
+        original = [len(p) for p in _split(block[1:-1], sep)]
+        crossing_possible += len(original) > 1
+        if objective == "ngram":  # nothing is removed: a span's tokens are never both sides of a [SEP]
+            spans_end = [k + span for k, span in enumerate(lengths) if span]
+            assert all(block[k] not in special for start, end in zip(
+                [k for k, span in enumerate(lengths) if span], spans_end) for k in range(start, end))
+            continue
+        # per document: tokens left + tokens merged away == the document's own length ([SEP] is never replaced)
+        kept, merged = [0], [0]
+        for t, span in zip(ids[1:-1], lengths[1:-1]):
+            if t == sep:
+                kept.append(0)
+                merged.append(0)
+                continue
+            kept[-1] += 1
+            merged[-1] += max(span - 1, 0)
+        assert [k + m for k, m in zip(kept, merged)] == original, (row, tok.decode(ids))
+    assert crossing_possible > 100
+    first = tok.decode(out["input_ids"][0][:int(out["attention_mask"][0].sum())])
+    assert "dogs" in first or "[MASK] bark" in first.split("[SEP]")[1]
+
+
+def _split(ids, sep):
+    parts, cur = [], []
+    for t in ids:
+        if t == sep:
+            parts.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    return parts + [cur]

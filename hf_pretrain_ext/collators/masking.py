@@ -98,13 +98,17 @@ def words_from_starts(word_start, eligible):
 
 
 def select_spans(word_start, eligible, length_draws, order_draws, cross_draws, rate, length_cdf,
-                 always_word=None):
+                 always_word=None, barrier=None):
     """Choose whole-word spans to a token budget (see the module docstring).
 
     word_start, eligible: [B, W] bool. length_draws, order_draws: [B, W] uniforms (a row's first n_words are
     used); cross_draws: [B] uniforms. rate: fraction of each row's eligible tokens to select. length_cdf: from
     span_length_cdf. always_word: optional [n_w] bool, words selected regardless of the budget and the other
     words then selected independently with probability `rate` (Fengshenbang's variant; only for span length 1).
+
+    barrier: optional [B, W] bool, tokens no span may cross (the special tokens between packed documents): the
+    words of a row are tiled into spans separately on each side of every barrier, each part starting from a fresh
+    span, so a span never joins the end of one document to the start of the next.
 
     Returns (selected [B, W] bool, seg_first [B, W] bool: first token of each selected span,
     span_tokens [B, W] int: tokens in the span at its first token, 0 elsewhere)."""
@@ -124,17 +128,15 @@ def select_spans(word_start, eligible, length_draws, order_draws, cross_draws, r
     else:
         # segment lengths in words; a row needs at most n_words segments, and has W >= n_words draws
         seg_len = 1 + np.searchsorted(length_cdf, length_draws, side="right").clip(max=len(length_cdf) - 1)
-        seg_end = np.cumsum(seg_len, axis=1)
-        seg_start_local = seg_end - seg_len
-        valid_seg = seg_start_local < words_per_row[:, None]  # [B, W], row-major = global segment order
-        is_seg_start = np.zeros(n_words, dtype=bool)
-        is_seg_start[(seg_start_local + row_word_offset[:, None])[valid_seg]] = True
+        is_seg_start = _tile(seg_len, word_start, barrier, row_word_offset, words_per_row)
         seg_of_word = np.cumsum(is_seg_start) - 1
-        n_segs = int(valid_seg.sum())
+        n_segs = int(is_seg_start.sum())
         seg_tokens = np.bincount(seg_of_word, weights=word_tokens, minlength=n_segs).astype(np.int64)
-        seg_row = np.nonzero(valid_seg)[0]
+        seg_row = np.repeat(np.arange(B), words_per_row)[is_seg_start]
+        segs_per_row = np.bincount(seg_row, minlength=B)
+        seg_local = np.arange(n_segs) - np.repeat(np.cumsum(segs_per_row) - segs_per_row, segs_per_row)
         # visit each row's segments in a random order; take them while the row's token budget lasts
-        order = np.lexsort((order_draws[valid_seg], seg_row))
+        order = np.lexsort((order_draws[seg_row, seg_local], seg_row))
         sorted_tokens = seg_tokens[order]
         csum = np.cumsum(sorted_tokens)
         row_tokens = np.bincount(seg_row, weights=seg_tokens, minlength=B).astype(np.int64)
@@ -158,6 +160,31 @@ def select_spans(word_start, eligible, length_draws, order_draws, cross_draws, r
         seg_token_count = np.bincount(seg_of_word, weights=word_tokens).astype(np.int64)
         span_tokens[seg_first] = seg_token_count[seg_of_word[safe_word[seg_first]]]
     return selected.reshape(B, W), seg_first.reshape(B, W), span_tokens.reshape(B, W)
+
+
+def _tile(seg_len, word_start, barrier, row_word_offset, words_per_row):
+    """[n_w] bool, the words that start a segment: each part of a row (its words between two barriers; the whole
+    row without barriers) is tiled left to right with lengths seg_len[row, a], seg_len[row, a + 1], ... where a is
+    the part's first word. Vectorised: with S the exclusive prefix sums of a row's lengths, the k-th segment of a
+    part starting at a begins at a - S[a] + S[a + k]."""
+    n_words = int(words_per_row.sum())
+    word_row = np.repeat(np.arange(len(words_per_row)), words_per_row)
+    local = np.arange(n_words) - row_word_offset[word_row]
+    new_part = local == 0
+    if barrier is not None:
+        group = np.cumsum(barrier, axis=1)[word_start]  # barriers passed before each word, row-major
+        new_part[1:] |= group[1:] != group[:-1]
+    part_first = np.flatnonzero(new_part)
+    part_of_word = np.cumsum(new_part) - 1
+    part_end = np.r_[part_first[1:], n_words][part_of_word] - row_word_offset[word_row]  # local, exclusive
+    part_start = local[part_first][part_of_word]
+    starts_before = (np.cumsum(seg_len, axis=1) - seg_len).ravel()  # S, flat
+    row_base = word_row * seg_len.shape[1]
+    pos = part_start - starts_before[row_base + part_start] + starts_before[row_base + local]
+    valid = pos < part_end
+    is_seg_start = np.zeros(n_words, dtype=bool)
+    is_seg_start[row_word_offset[word_row[valid]] + pos[valid]] = True
+    return is_seg_start
 
 
 def merge_spans(ids, real, labels, selected, seg_first, pad_id, pad_to_multiple_of=None, extra=()):

@@ -107,8 +107,10 @@ class WordMaskCollator(MLMCollator):
             chars, all_cjk = self.boundaries.word_char_lengths(ids, word_of_token, eligible, len(word_tokens))
             always = all_cjk & (chars >= self.long_word_min_chars)
         cross = draws[4, :, 0] if ids.shape[1] else np.ones(len(ids))
+        # spans stop at special tokens: the [SEP] between two packed documents is never inside one
         selected, first, span_tokens = select_spans(starts, eligible, draws[0], draws[1], cross,
-                                                    self.mlm_probability, self.length_cdf, always)
+                                                    self.mlm_probability, self.length_cdf, always,
+                                                    barrier=real & ~eligible if len(self.length_cdf) > 1 else None)
         kind = draws[2]
         if self.replace_level == "word":
             # the first token's draw decides for the whole word: carry it forward over continuation tokens
