@@ -138,8 +138,9 @@ class PretrainArguments:
     max_span_length: int = field(default=10, metadata={"help": "Longest geometric span, in words."})
     long_word_min_chars: int | None = field(
         default=None, metadata={"help": "Fengshenbang's WWM variant (they use 4): Chinese words of at least this "
-                                        "many characters are always selected (80/10/10 still applies), other words with probability "
-                                        "--mlm_probability. Only with whole-word masking."})
+                                        "many characters are always selected (80/10/10 still applies), other "
+                                        "words with probability --mlm_probability. Only with whole-word "
+                                        "masking."})
     masking: str = field(
         default="mlm", metadata={"help": "Token masking combined with --objective sop/nsp.",
                                  "choices": ["mlm", "wwm", "ngram"]})
