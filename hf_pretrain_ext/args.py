@@ -210,10 +210,10 @@ class PretrainArguments:
         if self.long_word_min_chars is not None and self.token_masking() != "wwm":
             raise UserError("--long_word_min_chars applies to whole-word masking only (--objective wwm, or sop/nsp "
                             "with --masking wwm)")
-        if self.word_boundaries == "offsets" and self.token_masking() != "mlm":
-            raise UserError("--word_boundaries offsets needs offset_mapping in the data, which the packed blocks and "
-                            "sentence pairs built by run_pretrain.py do not carry: use auto or wordpiece ('offsets' "
-                            "is for collators fed features tokenized with return_offsets_mapping=True)")
+        if self.word_boundaries == "offsets" and self.objective in SENTENCE_OBJECTIVES and self.masking != "mlm":
+            raise UserError("--word_boundaries offsets needs offset_mapping in the data, which the sentence pairs "
+                            "built by run_pretrain.py do not carry: use auto or wordpiece (with --objective wwm, "
+                            "ngram or span the boundaries come from each document's text and offsets work)")
         if self.tokenizer_vocab_size < 100:
             raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
         for name in ("mask_ratio", "mask_random", "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio",

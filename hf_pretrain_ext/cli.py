@@ -27,7 +27,7 @@ from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForPreTrain
 from . import generative
 from .args import (SENTENCE_OBJECTIVES, DataTrainingArguments, ModelArguments, PretrainArguments,
                    PretrainTrainingArguments)
-from .collators import add_word_starts, build_collator
+from .collators import DocumentWordStarts, build_collator
 from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
 from .data.pairs import prepare_sentence_examples
@@ -494,9 +494,13 @@ def run(model_args, data_args, pretrain_args, training_args, owned=None):
     block_length = max_seq_length
     if generative.is_generative(pretrain_args.objective):
         block_length = generative.group_length(pretrain_args, max_seq_length, tokenizer)
+    # whole-word objectives: word boundaries from each document's own text (jieba for Chinese), packed with the ids
+    starts = (DocumentWordStarts(tokenizer, pretrain_args.word_boundaries, pretrain_args.segmenter)
+              if pretrain_args.objective in ("wwm", "ngram", "span") else None)
     with training_args.main_process_first(desc="tokenizing and grouping"):
         group = lambda r: tokenize_and_group(r, tokenizer, block_length, data_args.line_by_line,  # noqa: E731
-                                             data_args.preprocessing_num_workers, not data_args.overwrite_cache)
+                                             data_args.preprocessing_num_workers, not data_args.overwrite_cache,
+                                             word_starts=starts)
         if pretrain_args.objective in SENTENCE_OBJECTIVES:
             lm = prepare_sentence_examples(raw, tokenizer, max_seq_length, data_args.preprocessing_num_workers,
                                            not data_args.overwrite_cache)
@@ -506,10 +510,6 @@ def run(model_args, data_args, pretrain_args, training_args, owned=None):
                   "validation": generative.concat_validation(parts)}
         else:
             lm = group(raw)
-        if pretrain_args.objective in ("wwm", "ngram", "span"):
-            # word boundaries (jieba for Chinese) computed once and cached, not in every epoch's collator
-            lm = {k: add_word_starts(v, tokenizer, pretrain_args.word_boundaries, pretrain_args.segmenter,
-                                     data_args.preprocessing_num_workers) for k, v in lm.items()}
     train_ds, eval_ds = lm.get("train"), lm.get("validation")
     train_ds = take(train_ds, data_args.max_train_samples)
     eval_ds = take(eval_ds, data_args.max_eval_samples)

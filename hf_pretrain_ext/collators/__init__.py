@@ -14,6 +14,7 @@ from .mlm import MLMCollator
 from .pairs import NextSentenceCollator, SentenceOrderCollator
 from .span_corruption import SpanCorruptionCollator, add_sentinel_tokens, t5_input_and_target_lengths
 from .spans import NgramMaskCollator, SpanMaskCollator, WholeWordMaskCollator
+from .doc_words import DocumentWordStarts
 from .words import WordBoundaries, add_word_starts
 
 _COLLATORS = {"mlm": MLMCollator, "wwm": WholeWordMaskCollator, "ngram": NgramMaskCollator,
@@ -39,6 +40,7 @@ def build_collator(objective, tokenizer, **options):
 
 __all__ = ["build_collator", "MLMCollator", "WholeWordMaskCollator", "NgramMaskCollator", "SpanMaskCollator",
            "SentenceOrderCollator", "NextSentenceCollator", "WordBoundaries", "add_word_starts",
+           "DocumentWordStarts",
            "DenoisingCollator", "SpanCorruptionCollator", "CausalLMCollator", "BART_RECIPES",
            "t5_input_and_target_lengths", "add_sentinel_tokens", "build_mixture", "mixture_rates",
            "MixtureDataset", "ObjectiveMixtureCollator", "TaggedCollator"]

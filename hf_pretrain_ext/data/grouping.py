@@ -20,9 +20,16 @@ def _map(ds, fn, num_proc, remove_columns, desc, load_from_cache):
                   load_from_cache_file=load_from_cache, desc=desc)
 
 
-def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_proc=None, load_from_cache=True):
-    """Map a DatasetDict with a 'text' column to examples with 'input_ids' and 'example_index'."""
+def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_proc=None, load_from_cache=True,
+                       word_starts=None):
+    """Map a DatasetDict with a 'text' column to examples with 'input_ids' and 'example_index'. With
+    `word_starts` (a callable texts -> (token ids, word starts) per text, e.g. collators.DocumentWordStarts), each
+    example also gets the `word_starts` of its tokens, computed on the whole document before it was cut (0 on the
+    special tokens)."""
     prefix, suffix = special_affixes(tokenizer)
+    if word_starts is not None:
+        return _group_with_word_starts(raw, word_starts, max_seq_length, line_by_line, num_proc, load_from_cache,
+                                       tokenizer, prefix, suffix)
 
     if line_by_line:
         def tokenize(batch):
@@ -52,6 +59,41 @@ def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_p
             tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}", load_from_cache)
             grouped[k] = _map(tokenized, group, num_proc, ["ids"], f"Grouping {k} into blocks of {max_seq_length}",
                               load_from_cache)
+    return {k: _add_index(v) for k, v in grouped.items()}
+
+
+def _group_with_word_starts(raw, word_starts, max_seq_length, line_by_line, num_proc, load_from_cache, tokenizer,
+                            prefix, suffix):
+    """tokenize_and_group carrying a word-start column beside the ids (same blocks, same cuts)."""
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    piece = max_seq_length - len(prefix) - len(suffix)
+    pad = ([0] * len(prefix), [0] * len(suffix))
+
+    def tokenize(batch):
+        ids, starts = word_starts(batch["text"])
+        if line_by_line:
+            return {"input_ids": [prefix + x[:piece] + suffix for x in ids],
+                    "word_starts": [pad[0] + w[:piece] + pad[1] for w in starts]}
+        return {"ids": [x + [sep] for x in ids], "starts": [w + [0] for w in starts]}
+
+    def group(batch):
+        flat, flat_starts = list(chain.from_iterable(batch["ids"])), list(chain.from_iterable(batch["starts"]))
+        if flat and flat[-1] == sep:
+            flat.pop()
+            flat_starts.pop()
+        cuts = list(range(0, len(flat), piece))
+        if len(cuts) > 1 and len(flat) - cuts[-1] < piece // 4:
+            cuts.pop()
+        return {"input_ids": [prefix + flat[i:i + piece] + suffix for i in cuts],
+                "word_starts": [pad[0] + flat_starts[i:i + piece] + pad[1] for i in cuts]}
+
+    grouped = {}
+    for k, v in raw.items():
+        tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k} (word boundaries from the text)",
+                         load_from_cache)
+        grouped[k] = tokenized if line_by_line else _map(tokenized, group, num_proc, ["ids", "starts"],
+                                                         f"Grouping {k} into blocks of {max_seq_length}",
+                                                         load_from_cache)
     return {k: _add_index(v) for k, v in grouped.items()}
 
 

@@ -1,0 +1,115 @@
+"""Word boundaries from each document's own text, carried into the packed blocks as a `word_starts` column.
+
+`DocumentWordStarts(tokenizer, word_boundaries, segmenter)(texts)` tokenizes documents (without special tokens,
+long ones piece by piece as `tokenize_documents` does) and returns, per document, its token ids and a 0/1 word
+start per token:
+- in a document without a CJK character, the vocabulary's rule (WordPiece `##`, byte-level `Ġ`, SentencePiece
+  `▁`) or, with `word_boundaries='offsets'` or a vocabulary without markers, the offset rule (a token that does not
+  touch the previous one starts a word);
+- in a document with Chinese in it, the segmenter's words, on the document text itself: a token starts a word
+  exactly when its first character is the first character of a segmenter word. What the BERT pre-tokenizer throws
+  away cannot change the words: a space between two Chinese words keeps them apart ("中国 人民银行" is 中国 |
+  人民银行), and letters, digits and signs inside a segmenter word stay in it ("B超", "U盘", "3.5%" are one word
+  each; "出来" after "B超" is not cut). Tokens are mapped to words through the fast tokenizer's character offsets;
+  byte-level pieces of one character never start a word after the first.
+
+`segmenter`: 'jieba' (jieba.lcut, HMM on, once per batch of documents), 'none', or any callable text -> iterable
+of (word, start, end) character spans. A document without a CJK character skips the segmenter.
+`tokenize_and_group(..., word_starts=DocumentWordStarts(...))` packs the column beside input_ids, so a block cut
+inside a document keeps the words the whole document defined; the collators use it instead of segmenting blocks.
+"""
+import re
+from itertools import chain
+
+import numpy as np
+
+from ..data.loading import split_long_text
+from .words import WordBoundaries, load_jieba
+
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
+                  "\U0002f800-\U0002fa1f]")
+
+
+def _jieba_spans(text):  # the (word, start, end) form of the default segmenter
+    return load_jieba().tokenize(text)
+
+
+class DocumentWordStarts:
+    """Callable: texts -> (list of token-id lists, list of word-start lists); picklable for worker processes."""
+
+    def __init__(self, tokenizer, word_boundaries="auto", segmenter="jieba"):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("word boundaries from the document text need a fast tokenizer (offset mapping)")
+        self.tokenizer = tokenizer
+        self.segment = None if segmenter in (None, "none") else _jieba_spans if segmenter == "jieba" else segmenter
+        if self.segment is not None and not callable(self.segment):
+            raise ValueError(f"segmenter must be 'jieba', 'none' or a callable, got {segmenter!r}")
+        self.boundaries = WordBoundaries(tokenizer, word_boundaries, "none")
+        self.use_offsets = word_boundaries == "offsets" or self.boundaries.style == "none"
+
+    def __call__(self, texts):
+        pieces, owner = [], []
+        for i, text in enumerate(texts):
+            for piece in split_long_text(text):
+                pieces.append(piece)
+                owner.append(i)
+        enc = self.tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=True,
+                             return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        lengths = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(pieces))
+        ids = np.fromiter(chain.from_iterable(enc["input_ids"]), dtype=np.int64, count=int(lengths.sum()))
+        offsets = np.fromiter(chain.from_iterable(chain.from_iterable(enc["offset_mapping"])), dtype=np.int64,
+                              count=2 * len(ids)).reshape(-1, 2)
+        starts = self.batch_starts(pieces, lengths, ids, offsets).astype(np.int8)
+        ids_out, starts_out = [[] for _ in texts], [[] for _ in texts]
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        for k, i in enumerate(owner):
+            ids_out[i].extend(enc["input_ids"][k])
+            starts_out[i].extend(starts[bounds[k]:bounds[k + 1]].tolist())
+        return ids_out, starts_out
+
+    def batch_starts(self, pieces, lengths, ids, offsets):
+        """Word starts of all tokens of a batch of pieces at once ([n_tokens] bool)."""
+        n = len(ids)
+        piece_of = np.repeat(np.arange(len(pieces)), lengths)
+        first = np.zeros(n, dtype=bool)
+        first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+        if self.use_offsets:  # a token that does not touch the one before starts a word
+            starts = np.ones(n, dtype=bool)
+            starts[1:] = offsets[1:, 0] != offsets[:-1, 1]
+            if self.boundaries.style in ("bytelevel", "metaspace"):  # offsets that include the space before
+                starts |= self.boundaries.vocab_starts_word[ids]
+        else:
+            starts = self.boundaries.vocab_starts_word[ids].copy()
+        chinese = [k for k, p in enumerate(pieces) if self.segment is not None and _CJK.search(p)]
+        if chinese:
+            # a document with Chinese in it: the segmenter's words decide, for every token that holds a character
+            word_first, base = self.word_firsts(pieces, chinese)
+            in_chinese = np.zeros(len(pieces), dtype=bool)
+            in_chinese[chinese] = True
+            take = in_chinese[piece_of] & (offsets[:, 1] > offsets[:, 0])
+            starts[take] = word_first[base[piece_of[take]] + offsets[take, 0]]
+        # byte-level pieces of one character share its offsets: only the first of them can start a word
+        overlap = np.zeros(n, dtype=bool)
+        overlap[1:] = offsets[1:, 0] < offsets[:-1, 1]
+        starts &= ~(overlap & ~first)
+        starts |= first
+        return starts
+
+    def word_firsts(self, pieces, chinese):
+        """([total + 1] bool: characters that start a segmenter word, [n_pieces] where each Chinese piece begins in
+        it). jieba runs once for all the Chinese pieces of a batch, joined by newlines (it never joins words
+        across one), the word starts coming from the word lengths; a user's segmenter runs once per piece."""
+        base = np.zeros(len(pieces), dtype=np.int64)
+        at = 0
+        for k in chinese:
+            base[k] = at
+            at += len(pieces[k]) + 1
+        first = np.zeros(at + 1, dtype=bool)
+        if self.segment is _jieba_spans:
+            lengths = np.fromiter(map(len, load_jieba().lcut("\n".join(pieces[k] for k in chinese))), dtype=np.int64)
+            first[np.cumsum(lengths) - lengths] = True
+        else:
+            for k in chinese:
+                first[[base[k] + start for _, start, _ in self.segment(pieces[k])]] = True
+        first[base[chinese]] = True
+        return first, base
