@@ -424,3 +424,29 @@ def _split(ids, sep):
         else:
             cur.append(t)
     return parts + [cur]
+
+
+@pytest.mark.parametrize("distribution, tolerance, mean_gap", [("geometric", 0.025, 0.3), ("harmonic", 0.01, 0.03)])
+def test_span_lengths_follow_the_drawn_distribution_on_packed_blocks(distribution, tolerance, mean_gap):
+    """Blocks of 128 tokens packed from long documents of one-token words: the lengths of the selected spans
+    (SpanBERT's clipped Geometric(0.2), or p(n) ~ 1/n up to 3) are the distribution's within a few points."""
+    tok = tiny_tokenizer()
+    assert all(len(tok.tokenize(w)) == 1 for w in WORDS)  # a span's tokens are its words
+    rng = np.random.default_rng(0)
+    flat = []
+    for _ in range(300):
+        flat += tok(" ".join(rng.choice(WORDS, rng.integers(150, 400))), add_special_tokens=False)["input_ids"]
+        flat.append(tok.sep_token_id)
+    blocks = [[tok.cls_token_id] + flat[i:i + 126] + [tok.sep_token_id] for i in range(0, len(flat) - 126, 126)]
+    coll = build_collator("ngram", tok, seed=2, return_span_lengths=True, span_distribution=distribution,
+                          max_ngram=3, geometric_p=0.2, max_span_length=10)
+    lengths = []
+    for i in range(0, len(blocks), 64):
+        out = coll([{"input_ids": b, "example_index": k} for k, b in enumerate(blocks[i:i + 64], start=i)])
+        lengths += out["span_lengths"][out["span_lengths"] > 0].tolist()
+    lengths = np.array(lengths)
+    pmf = np.diff(np.r_[0, span_length_cdf(distribution, 3, 0.2, 10)])
+    share = np.bincount(lengths, minlength=len(pmf) + 1)[1:] / len(lengths)
+    assert len(lengths) > 3000 and len(share) == len(pmf)
+    assert np.abs(share - pmf).max() < tolerance, (share.round(3), pmf.round(3))
+    assert abs(lengths.mean() - (np.arange(1, len(pmf) + 1) * pmf).sum()) < mean_gap

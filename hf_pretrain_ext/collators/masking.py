@@ -8,11 +8,17 @@ Span selection (`select_spans`) follows T5's `random_spans_noise_mask` idea rath
 loop: each example's word sequence is cut into consecutive segments whose lengths (in words) are drawn i.i.d.
 from the span-length distribution, the segments are visited in a random order and taken while the example's token
 budget (mlm_probability * eligible tokens) lasts. Segments never overlap by construction, so there is no
-per-span Python loop, and the selected spans have the drawn length distribution (the last segment of an example
-is clipped at its end: a text shorter than a span becomes one span). The segment that crosses the budget is taken
-with probability (budget left / its tokens), so the expected number of selected tokens is exactly
-mlm_probability * eligible tokens, as in Google BERT's whole-word masking (which selects words until
-round(15% of tokens) is reached).
+per-span Python loop. In a packed block each document (the words between two special tokens) is tiled on its own,
+so no span crosses a [SEP]. The segment that crosses the budget is taken with probability (budget left / its
+tokens), so the expected number of selected tokens is exactly mlm_probability * eligible tokens, as in Google
+BERT's whole-word masking (which selects words until round(15% of tokens) is reached).
+
+The selected spans follow the drawn length distribution only approximately: the last segment of each document is
+clipped at its end (a text shorter than a span becomes one span), and the segment crossing the budget, more often
+a long one, is taken with a probability that falls with its length. Measured on packed blocks of 128 tokens of
+long documents (tests/test_collator_words.py): SpanBERT's Geometric(0.2) clipped at 10 has mean 3.80 words, the
+selected spans 3.58, every length's share within 2.5 points; the harmonic n-gram lengths (max 3) within 1 point.
+On short lines (--line_by_line) clipping shortens them more.
 """
 import numpy as np
 

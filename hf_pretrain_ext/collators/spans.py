@@ -8,8 +8,9 @@ mlm_probability of each example's eligible tokens are selected (masking.select_s
 Span lengths (in words): 'wwm' always 1; 'ngram' and 'span' draw n <= max_ngram with p(n) proportional to 1/n
 (span_distribution='harmonic'), or Geometric(geometric_p) clipped at max_span_length words
 (span_distribution='geometric', SpanBERT). A text shorter than a drawn span makes one span of the whole text
-(spans are clipped at the end of the example, never at the budget: the budget decides which spans, not their
-length).
+(spans are clipped at the end of the example, and of each packed document: no span crosses a special token; the
+budget decides which spans, not their length, but its crossing rule favours short ones a little: masking.py's
+docstring has the measured distribution).
 
 'span' (merge_spans=True) replaces each selected span by a single position, as BART's replace_length=1: the span's
 first token is kept at that position and replaced like any selected token (80% [MASK], 10% a random token, 10%
