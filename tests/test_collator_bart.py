@@ -209,3 +209,19 @@ def test_one_token_for_bos_and_eos():
             assert labels == expected
             assert out["decoder_input_ids"][i, 0] == tok.eos_token_id
             assert out["decoder_input_ids"][i, 1:len(labels)].tolist() == labels[:-1]
+
+
+@pytest.mark.parametrize("replace_length", [-1, 1, 0])
+def test_infilling_spans_stop_at_the_separator_between_packed_documents(replace_length):
+    """A packed block <s> doc </s> doc </s> doc </s>: no span covers the inner </s>, so every document keeps its
+    end and the next document's first words are never swallowed by a span that began in the one before."""
+    tok = tiny_bpe_tokenizer()
+    eos = tok.eos_token_id
+    docs = [tok(d, add_special_tokens=False)["input_ids"] for d in english_documents(300, seed=5)]
+    blocks = [docs[i] + [eos] + docs[i + 1] + [eos] + docs[i + 2] for i in range(0, 297, 3)]
+    coll = build_collator("bart", tok, seed=0, mask_ratio=0.4, poisson_lambda=3.5, replace_length=replace_length,
+                          permute_sentences=0.0, rotate=0.0, insert_ratio=0.0, mask_random=0.0)
+    out = coll([{"input_ids": b, "example_index": i} for i, b in enumerate(blocks)])
+    for row, block in enumerate(blocks):
+        ids = out["input_ids"][row][out["attention_mask"][row].bool()].tolist()
+        assert ids.count(eos) == 3, (row, ids)  # two inner separators + the final </s>, none masked or deleted

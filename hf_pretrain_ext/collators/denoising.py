@@ -217,9 +217,13 @@ class DenoisingCollator:
         """(starts, ends, num_inserts): the text-infilling spans of one example as half-open token ranges.
 
         The budget is ceil(mask_ratio * units) where units are the example's words (or tokens); each span
-        covers `length` units from a distinct randomly chosen unit start and never runs over </s>."""
+        covers `length` units from a distinct randomly chosen unit start and never covers a special token: it
+        stops before </s>, and in a packed block before the separator between two documents (a span reaching a
+        document's end is clipped there, as fairseq clips at the example's end)."""
         n = len(src)
-        unit_starts = np.flatnonzero(self.word_starts(src))
+        special = self._tables["special"][src].copy()
+        special[0] = special[-1] = True
+        unit_starts = np.flatnonzero(self.word_starts(src) & ~special)
         n_units = len(unit_starts)
         budget = math.ceil(n_units * self.mask_ratio)
         empty = np.zeros(0, dtype=np.int64)
@@ -232,8 +236,14 @@ class DenoisingCollator:
         else:
             lengths, num_inserts = np.ones(budget, dtype=np.int64), 0
         chosen = rng.permutation(n_units)[:len(lengths)]
-        bounds = np.append(unit_starts, n - 1)  # unit k spans [bounds[k], bounds[k + 1])
-        return unit_starts[chosen], bounds[np.minimum(chosen + lengths, n_units)], num_inserts
+        # unit k spans [unit_starts[k], unit_end[k]): up to the next unit or the next special token
+        special_at = np.flatnonzero(special)
+        next_special = special_at[np.searchsorted(special_at, unit_starts, side="right")]
+        unit_end = np.minimum(np.append(unit_starts[1:], n - 1), next_special)
+        part = np.cumsum(special)[unit_starts]  # which document (stretch between specials) each unit is in
+        last_of_part = np.searchsorted(part, part, side="right") - 1
+        last = np.minimum(chosen + lengths - 1, last_of_part[chosen])
+        return unit_starts[chosen], unit_end[last], num_inserts
 
     def infill(self, src, rng):
         starts, ends, num_inserts = self.infill_spans(src, rng)
