@@ -53,18 +53,24 @@ class DocumentWordStarts:
             for piece in split_long_text(text):
                 pieces.append(piece)
                 owner.append(i)
-        enc = self.tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=True,
-                             return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        lengths = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(pieces))
-        ids = np.fromiter(chain.from_iterable(enc["input_ids"]), dtype=np.int64, count=int(lengths.sum()))
-        offsets = np.fromiter(chain.from_iterable(chain.from_iterable(enc["offset_mapping"])), dtype=np.int64,
-                              count=2 * len(ids)).reshape(-1, 2)
-        starts = self.batch_starts(pieces, lengths, ids, offsets).astype(np.int8)
+        # the Rust tokenizer directly: the same ids as tokenizer(..., add_special_tokens=False), without
+        # transformers' per-encoding conversion
+        encodings = self.tokenizer.backend_tokenizer.encode_batch(pieces, add_special_tokens=False)
+        piece_ids = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, piece_ids), dtype=np.int64, count=len(pieces))
+        ids = np.fromiter(chain.from_iterable(piece_ids), dtype=np.int64, count=int(lengths.sum()))
+        offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)),
+                              dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
+        starts = self.batch_starts(pieces, lengths, ids, offsets).astype(np.int8).tolist()
+        if len(pieces) == len(texts):  # no long text was cut into pieces: one piece per document
+            bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+            return piece_ids, [starts[bounds[k]:bounds[k + 1]] for k in range(len(pieces))]
         ids_out, starts_out = [[] for _ in texts], [[] for _ in texts]
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        at = 0
         for k, i in enumerate(owner):
-            ids_out[i].extend(enc["input_ids"][k])
-            starts_out[i].extend(starts[bounds[k]:bounds[k + 1]].tolist())
+            ids_out[i].extend(piece_ids[k])
+            starts_out[i].extend(starts[at:at + len(piece_ids[k])])
+            at += len(piece_ids[k])
         return ids_out, starts_out
 
     def batch_starts(self, pieces, lengths, ids, offsets):
