@@ -23,15 +23,11 @@ from itertools import chain
 
 import numpy as np
 
-from ..data.loading import split_long_text
+from ..data.grouping import document_pieces, join_pieces
 from .words import WordBoundaries, load_jieba
 
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
                   "\U0002f800-\U0002fa1f]")
-
-
-def _jieba_spans(text):  # the (word, start, end) form of the default segmenter
-    return load_jieba().tokenize(text)
 
 
 class DocumentWordStarts:
@@ -40,19 +36,16 @@ class DocumentWordStarts:
     def __init__(self, tokenizer, word_boundaries="auto", segmenter="jieba"):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("word boundaries from the document text need a fast tokenizer (offset mapping)")
-        self.tokenizer = tokenizer
-        self.segment = None if segmenter in (None, "none") else _jieba_spans if segmenter == "jieba" else segmenter
-        if self.segment is not None and not callable(self.segment):
+        if segmenter not in (None, "none", "jieba") and not callable(segmenter):
             raise ValueError(f"segmenter must be 'jieba', 'none' or a callable, got {segmenter!r}")
+        self.tokenizer = tokenizer
+        self.segmenter = None if segmenter in (None, "none") else segmenter
+        # the rule outside Chinese documents is WordBoundaries' own (vocabulary markers, or offsets)
         self.boundaries = WordBoundaries(tokenizer, word_boundaries, "none")
         self.use_offsets = word_boundaries == "offsets" or self.boundaries.style == "none"
 
     def __call__(self, texts):
-        pieces, owner = [], []
-        for i, text in enumerate(texts):
-            for piece in split_long_text(text):
-                pieces.append(piece)
-                owner.append(i)
+        pieces, owner = document_pieces(texts)
         # the Rust tokenizer directly: the same ids as tokenizer(..., add_special_tokens=False), without
         # transformers' per-encoding conversion
         encodings = self.tokenizer.backend_tokenizer.encode_batch(pieces, add_special_tokens=False)
@@ -62,16 +55,11 @@ class DocumentWordStarts:
         offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)),
                               dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
         starts = self.batch_starts(pieces, lengths, ids, offsets).astype(np.int8).tolist()
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        piece_starts = [starts[bounds[k]:bounds[k + 1]] for k in range(len(pieces))]
         if len(pieces) == len(texts):  # no long text was cut into pieces: one piece per document
-            bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-            return piece_ids, [starts[bounds[k]:bounds[k + 1]] for k in range(len(pieces))]
-        ids_out, starts_out = [[] for _ in texts], [[] for _ in texts]
-        at = 0
-        for k, i in enumerate(owner):
-            ids_out[i].extend(piece_ids[k])
-            starts_out[i].extend(starts[at:at + len(piece_ids[k])])
-            at += len(piece_ids[k])
-        return ids_out, starts_out
+            return piece_ids, piece_starts
+        return join_pieces(piece_ids, owner, len(texts)), join_pieces(piece_starts, owner, len(texts))
 
     def batch_starts(self, pieces, lengths, ids, offsets):
         """Word starts of all tokens of a batch of pieces at once ([n_tokens] bool)."""
@@ -79,14 +67,9 @@ class DocumentWordStarts:
         piece_of = np.repeat(np.arange(len(pieces)), lengths)
         first = np.zeros(n, dtype=bool)
         first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
-        if self.use_offsets:  # a token that does not touch the one before starts a word
-            starts = np.ones(n, dtype=bool)
-            starts[1:] = offsets[1:, 0] != offsets[:-1, 1]
-            if self.boundaries.style in ("bytelevel", "metaspace"):  # offsets that include the space before
-                starts |= self.boundaries.vocab_starts_word[ids]
-        else:
-            starts = self.boundaries.vocab_starts_word[ids].copy()
-        chinese = [k for k, p in enumerate(pieces) if self.segment is not None and _CJK.search(p)]
+        starts = self.boundaries.word_starts(ids[None], np.ones((1, n), dtype=bool),
+                                             offsets[None] if self.use_offsets else None)[0]
+        chinese = [k for k, p in enumerate(pieces) if self.segmenter is not None and _CJK.search(p)]
         if chinese:
             # a document with Chinese in it: the segmenter's words decide, for every token that holds a character
             word_first, base = self.word_firsts(pieces, chinese)
@@ -111,11 +94,11 @@ class DocumentWordStarts:
             base[k] = at
             at += len(pieces[k]) + 1
         first = np.zeros(at + 1, dtype=bool)
-        if self.segment is _jieba_spans:
+        if self.segmenter == "jieba":
             lengths = np.fromiter(map(len, load_jieba().lcut("\n".join(pieces[k] for k in chinese))), dtype=np.int64)
             first[np.cumsum(lengths) - lengths] = True
         else:
             for k in chinese:
-                first[[base[k] + start for _, start, _ in self.segment(pieces[k])]] = True
+                first[[base[k] + start for _, start, _ in self.segmenter(pieces[k])]] = True
         first[base[chinese]] = True
         return first, base

@@ -25,91 +25,73 @@ def tokenize_and_group(raw, tokenizer, max_seq_length, line_by_line=False, num_p
     """Map a DatasetDict with a 'text' column to examples with 'input_ids' and 'example_index'. With
     `word_starts` (a callable texts -> (token ids, word starts) per text, e.g. collators.DocumentWordStarts), each
     example also gets the `word_starts` of its tokens, computed on the whole document before it was cut (0 on the
-    special tokens)."""
+    special tokens), packed and cut exactly like the ids."""
     prefix, suffix = special_affixes(tokenizer)
-    if word_starts is not None:
-        return _group_with_word_starts(raw, word_starts, max_seq_length, line_by_line, num_proc, load_from_cache,
-                                       tokenizer, prefix, suffix)
-
-    if line_by_line:
-        def tokenize(batch):
-            enc = tokenizer(batch["text"], truncation=True, max_length=max_seq_length,
-                            return_attention_mask=False, return_token_type_ids=False)
-            return {"input_ids": enc["input_ids"]}
-        grouped = {k: _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}", load_from_cache)
-                   for k, v in raw.items()}
-    else:
-        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        piece = max_seq_length - len(prefix) - len(suffix)
-
-        def tokenize(batch):
-            return {"ids": [ids + [sep] for ids in tokenize_documents(tokenizer, batch["text"])]}
-
-        def group(batch):
-            flat = list(chain.from_iterable(batch["ids"]))
-            if flat and flat[-1] == sep:
-                flat.pop()  # no trailing separator at the very end of a batch of documents
-            pieces = [flat[i:i + piece] for i in range(0, len(flat), piece)]
-            if len(pieces) > 1 and len(pieces[-1]) < piece // 4:
-                pieces.pop()
-            return {"input_ids": [prefix + p + suffix for p in pieces]}
-
-        grouped = {}
-        for k, v in raw.items():
-            tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}", load_from_cache)
-            grouped[k] = _map(tokenized, group, num_proc, ["ids"], f"Grouping {k} into blocks of {max_seq_length}",
-                              load_from_cache)
-    return {k: _add_index(v) for k, v in grouped.items()}
-
-
-def _group_with_word_starts(raw, word_starts, max_seq_length, line_by_line, num_proc, load_from_cache, tokenizer,
-                            prefix, suffix):
-    """tokenize_and_group carrying a word-start column beside the ids (same blocks, same cuts)."""
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     piece = max_seq_length - len(prefix) - len(suffix)
-    pad = ([0] * len(prefix), [0] * len(suffix))
+    # (column while tokenized, column of the examples, what stands at the special positions, at a separator)
+    columns = [("ids", "input_ids", (prefix, suffix), sep)]
+    if word_starts is not None:
+        columns.append(("starts", "word_starts", ([0] * len(prefix), [0] * len(suffix)), 0))
+    desc = " (word boundaries from the text)" if word_starts is not None else ""
 
     def tokenize(batch):
-        ids, starts = word_starts(batch["text"])
+        if word_starts is None:
+            if line_by_line:
+                enc = tokenizer(batch["text"], truncation=True, max_length=max_seq_length,
+                                return_attention_mask=False, return_token_type_ids=False)
+                return {"input_ids": enc["input_ids"]}
+            return {"ids": [ids + [sep] for ids in tokenize_documents(tokenizer, batch["text"])]}
+        parallel = word_starts(batch["text"])
         if line_by_line:
-            return {"input_ids": [prefix + x[:piece] + suffix for x in ids],
-                    "word_starts": [pad[0] + w[:piece] + pad[1] for w in starts]}
-        return {"ids": [x + [sep] for x in ids], "starts": [w + [0] for w in starts]}
+            return {out: [pre + x[:piece] + suf for x in values]
+                    for (_, out, (pre, suf), _), values in zip(columns, parallel)}
+        return {name: [x + [at_sep] for x in values] for (name, _, _, at_sep), values in zip(columns, parallel)}
 
     def group(batch):
-        flat, flat_starts = list(chain.from_iterable(batch["ids"])), list(chain.from_iterable(batch["starts"]))
-        if flat and flat[-1] == sep:
-            flat.pop()
-            flat_starts.pop()
-        cuts = list(range(0, len(flat), piece))
-        if len(cuts) > 1 and len(flat) - cuts[-1] < piece // 4:
+        flats = [list(chain.from_iterable(batch[name])) for name, *_ in columns]
+        if flats[0] and flats[0][-1] == sep:  # no trailing separator at the very end of a batch of documents
+            for flat in flats:
+                flat.pop()
+        cuts = list(range(0, len(flats[0]), piece))
+        if len(cuts) > 1 and len(flats[0]) - cuts[-1] < piece // 4:
             cuts.pop()
-        return {"input_ids": [prefix + flat[i:i + piece] + suffix for i in cuts],
-                "word_starts": [pad[0] + flat_starts[i:i + piece] + pad[1] for i in cuts]}
+        return {out: [pre + flat[i:i + piece] + suf for i in cuts]
+                for (_, out, (pre, suf), _), flat in zip(columns, flats)}
 
     grouped = {}
     for k, v in raw.items():
-        tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k} (word boundaries from the text)",
-                         load_from_cache)
-        grouped[k] = tokenized if line_by_line else _map(tokenized, group, num_proc, ["ids", "starts"],
-                                                         f"Grouping {k} into blocks of {max_seq_length}",
-                                                         load_from_cache)
+        tokenized = _map(v, tokenize, num_proc, ["text"], f"Tokenizing {k}{desc}", load_from_cache)
+        grouped[k] = tokenized if line_by_line else _map(
+            tokenized, group, num_proc, [name for name, *_ in columns], f"Grouping {k} into blocks of {max_seq_length}",
+            load_from_cache)
     return {k: _add_index(v) for k, v in grouped.items()}
 
 
 def tokenize_documents(tokenizer, texts):
     """Token ids of each text without special tokens; very long texts are tokenized piece by piece (cut at
     whitespace) and joined, which bounds the tokenizer's memory on a single huge line."""
+    pieces, owner = document_pieces(texts)
+    enc = tokenizer(pieces, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                    verbose=False)["input_ids"]
+    return join_pieces(enc, owner, len(texts))
+
+
+def document_pieces(texts):
+    """(pieces, owner): the texts cut by split_long_text, and the index of the text each piece comes from."""
     pieces, owner = [], []
     for i, text in enumerate(texts):
         for piece in split_long_text(text):
             pieces.append(piece)
             owner.append(i)
-    enc = tokenizer(pieces, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
-                    verbose=False)["input_ids"]
-    out = [[] for _ in texts]
-    for i, ids in zip(owner, enc):
-        out[i].extend(ids)
+    return pieces, owner
+
+
+def join_pieces(values, owner, n_texts):
+    """Per-piece lists joined back into one list per text (the inverse of document_pieces)."""
+    out = [[] for _ in range(n_texts)]
+    for i, v in zip(owner, values):
+        out[i].extend(v)
     return out
 
 
