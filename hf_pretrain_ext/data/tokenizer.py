@@ -27,27 +27,10 @@ GPT_SPECIALS = ["<|endoftext|>", "<pad>", "<mask>"]
 SEQ2SEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
-def _texts_source(texts):
-    """A function giving `texts` (strings, or batches of strings) again each time it is called: WordPiece training
-    reads them twice. A one-shot iterator is kept in memory."""
-    if iter(texts) is texts:  # an iterator or generator: read once
-        texts = list(texts)
-    return lambda: texts
-
-
-def _batches(items):
-    """Lists of strings from strings or batches of strings."""
-    pending = []
-    for item in items:
-        if isinstance(item, str):
-            pending.append(item)
-            if len(pending) == 1000:
-                yield pending
-                pending = []
-        else:
-            yield item
-    if pending:
-        yield pending
+def _reiterable(texts):
+    """`texts` (strings, or batches of strings) in a form that can be read twice, as WordPiece training does: a
+    one-shot iterator is read into memory, anything else is used as it is."""
+    return list(texts) if iter(texts) is texts else texts
 
 
 def continuation_alphabet(chars, normalizer, pre_tokenizer, prefix="##"):
@@ -70,20 +53,23 @@ def continuation_alphabet(chars, normalizer, pre_tokenizer, prefix="##"):
 def train_wordpiece(texts, vocab_size, lowercase=True, progress=False):
     """BERT-style WordPiece: BERT normaliser and pre-tokeniser, [CLS] A [SEP] (B [SEP]) templates. `texts`: strings
     or batches of strings (a list, a Dataset column, anything iterable; an iterator is read into memory)."""
-    source = _texts_source(texts)
+    texts = _reiterable(texts)
     normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase,
                                             strip_accents=None)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     chars = set()
-    for batch in _batches(_progress(source(), progress, "tokenizer: reading the alphabet")):
-        chars.update(*batch)
+    for item in _progress(texts, progress, "tokenizer: reading the alphabet"):
+        if isinstance(item, str):
+            chars.update(item)
+        else:  # a batch of texts
+            chars.update(*item)
     inner = continuation_alphabet(chars, normalizer, pre_tokenizer)
     while True:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
         tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIALS + inner,
                                             continuing_subword_prefix="##", show_progress=progress)
-        tok.train_from_iterator(_progress(source(), progress, "tokenizer: training WordPiece"), trainer=trainer)
+        tok.train_from_iterator(_progress(texts, progress, "tokenizer: training WordPiece"), trainer=trainer)
         trained = tok.get_vocab(with_added_tokens=False)
         # a `##c` the trainer numbered itself (none seen with the BERT normaliser): declare it too and train again
         stray = {t for t in trained if t.startswith("##") and len(t) == 3} - set(inner)
