@@ -38,8 +38,8 @@ from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, prepr
 from .models import TINY_BERT, HfpxBertConfig, HfpxBertForMaskedLM, HfpxBertForPreTraining
 from .patching import apply_fused_loss
 from .plotting import plot_loss_curve
-from .rundir import (OutputDir, checkpoint_problem, holds_something, newest_intact_checkpoint, run_record,
-                     safetensors_problem, supersede_other_runs)
+from .rundir import (OutputDir, check_weights, checkpoint_problem, holds_something, newest_intact_checkpoint,
+                     run_record, supersede_other_runs)
 from .trainer import PretrainTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("hf_pretrain_ext")
@@ -323,17 +323,6 @@ def load_model(model_args, pretrain_args, tokenizer):
     return model
 
 
-def check_weights(path):
-    """A local checkpoint's safetensors files must be complete (a truncated copy fails deep inside loading)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return
-    for weights in sorted(folder.glob("*.safetensors")):
-        problem = safetensors_problem(weights)
-        if problem:
-            raise UserError(f"--model_name_or_path {path}: {problem}")
-
-
 def load_config_name(name, common):
     try:
         return AutoConfig.from_pretrained(name, **common)
@@ -418,18 +407,15 @@ def run_command(parse, run_fn, argv=None):
         raise SystemExit(130) from None
 
 
-def new_run_record(resume, pretrain_args):
-    """This run's identity: a resumed run continues the identity of the checkpoint it resumes."""
-    previous = run_record(resume) if resume else None
-    return {"run_id": (previous or {}).get("run_id") or uuid.uuid4().hex, "objective": pretrain_args.objective}
+def new_run_record(saved, pretrain_args):
+    """This run's identity: a resumed run continues the identity of the checkpoint it resumes (`saved`, that
+    checkpoint's record, or None)."""
+    return {"run_id": (saved or {}).get("run_id") or uuid.uuid4().hex, "objective": pretrain_args.objective}
 
 
-def check_resume_matches(resume, record, model, tokenizer):
-    """A resumed checkpoint must come from the same configuration: objective, sequence length, tokenizer and model
-    shape (a new --max_steps, learning rate schedule end or logging is fine)."""
-    saved = run_record(resume)
-    if saved is None:
-        return
+def check_resume_matches(resume, saved, record, model):
+    """The checkpoint `resume` (its record `saved`) must come from the same configuration: objective, sequence
+    length, tokenizer and model shape (a new --max_steps, learning rate schedule end or logging is fine)."""
     changes = [f"{key} {saved[key]!r} -> {record[key]!r}" for key in ("objective", "max_seq_length", "model_type",
                                                                         "tokenizer_vocab_sha")
                if key in saved and key in record and saved[key] != record[key]]
@@ -472,7 +458,8 @@ def run(model_args, data_args, pretrain_args, training_args, owned=None):
     else:
         raw = load_raw_datasets(data_args, model_args, training_args.seed)
     resume = resolve_resume(training_args, last_checkpoint)
-    record = new_run_record(resume, pretrain_args)
+    saved = run_record(resume) if resume is not None else None
+    record = new_run_record(saved, pretrain_args)
     if resume is None and pretrain_args.overwrite_output_dir and training_args.process_index == 0:
         moved = supersede_other_runs(training_args.output_dir, record["run_id"])
         if moved:
@@ -488,8 +475,8 @@ def run(model_args, data_args, pretrain_args, training_args, owned=None):
                 count_parameters(model) / 1e6, len(tokenizer), max_seq_length)
     record.update({"model_type": model.config.model_type, "max_seq_length": max_seq_length,
                    "tokenizer_vocab_sha": vocab_sha(tokenizer)})
-    if resume is not None:
-        check_resume_matches(resume, record, model, tokenizer)
+    if saved is not None:
+        check_resume_matches(resume, saved, record, model)
 
     block_length = max_seq_length
     if generative.is_generative(pretrain_args.objective):

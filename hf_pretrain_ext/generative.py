@@ -30,6 +30,7 @@ from .metrics import preprocess_logits_for_metrics
 from .models import (TINY_BART, TINY_GPT, TINY_T5, HfpxBartConfig, HfpxBartForConditionalGeneration, HfpxGPTConfig,
                      HfpxGPTForCausalLM, HfpxT5Config, HfpxT5ForConditionalGeneration)
 from .patching import apply_fused_loss
+from .rundir import check_weights
 
 logger = logging.getLogger("hf_pretrain_ext")
 
@@ -178,7 +179,6 @@ def load_model(model_args, pretrain_args, tokenizer):
     if model_args.model_name_or_path:
         if model_args.config_overrides:
             raise UserError("--config_overrides only applies when training from scratch (no --model_name_or_path)")
-        from .cli import check_weights
         check_weights(model_args.model_name_or_path)
         source = model_args.config_name or model_args.model_name_or_path
         try:

@@ -172,6 +172,18 @@ def safetensors_problem(path):
     return None
 
 
+def check_weights(path):
+    """A local --model_name_or_path's safetensors files must be complete (a truncated copy fails deep inside
+    loading)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise UserError(f"--model_name_or_path {path}: {problem}")
+
+
 def newest_intact_checkpoint(run_dir):
     """The newest checkpoint that passes `checkpoint_problem`, warning about each newer damaged one; None when
     there is none. Raises UserError when checkpoints exist but none is intact."""

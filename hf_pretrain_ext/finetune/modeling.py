@@ -27,6 +27,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ..errors import UserError
+from ..rundir import check_weights
 from .adapters import add_adapters
 from .scalar_mix import ScalarMix
 
@@ -138,7 +139,6 @@ def _load_config(model_args):
 
 def build_model(model_args, strategy_args, labels):
     """The model for this strategy with pretrained (or, with --random_init, fresh) weights; returns (model, info)."""
-    from ..cli import check_weights
     check_weights(model_args.model_name_or_path)
     config = _load_config(model_args)
     kind = detect_backbone(config, model_args.backbone)
@@ -167,7 +167,7 @@ def build_model(model_args, strategy_args, labels):
                     model_args.model_name_or_path, config=config, output_loading_info=True,
                     ignore_mismatched_sizes=True, **common)
             fresh_head = sorted(set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys", [])})
-            warn_unexpected_loading(info, model_args.model_name_or_path, fresh_ok=True)
+            warn_unexpected_loading(info, model_args.model_name_or_path)
         pooling = "cls"
     else:
         auto = AutoModelForCausalLM if kind == "causal" else AutoModel
@@ -177,7 +177,7 @@ def build_model(model_args, strategy_args, labels):
             with quiet_load_report():
                 backbone, info = auto.from_pretrained(model_args.model_name_or_path, config=config,
                                                       output_loading_info=True, **common)
-            warn_unexpected_loading(info, model_args.model_name_or_path, fresh_ok=False)
+            warn_unexpected_loading(info, model_args.model_name_or_path)
         model = BackboneClassifier(backbone, n, pooling, scalar_mix=strategy_args.strategy == "feature_based",
                                    lm_loss_weight=strategy_args.lm_loss_weight, causal=kind == "causal")
         fresh_head = head_parameter_names(model)
@@ -223,17 +223,15 @@ def quiet_load_report():
         target.removeFilter(drop)
 
 
-def warn_unexpected_loading(info, source, fresh_ok):
+def warn_unexpected_loading(info, source):
     """A warning for checkpoint weights that were not used, or model weights that were not found, other than the
-    pretraining heads a classifier drops and (with `fresh_ok`) the classification head it initialises."""
+    pretraining heads a classifier drops and the classification head (and pooler) it initialises."""
     def strip(key):
         return key.split(".", 1)[1] if key.startswith(("bert.", "model.", "transformer.")) else key
     unused = [k for k in info.get("unexpected_keys", []) if not k.startswith(_PRETRAINING_HEADS)
               and not strip(k).startswith(_PRETRAINING_HEADS)]
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(_FRESH_HEAD)
                and not strip(k).startswith(_FRESH_HEAD)]
-    if fresh_ok:
-        missing = [k for k in missing if not k.startswith(("classifier", "score"))]
     if unused:
         logger.warning("%s: %d checkpoint weights were not used: %s", source, len(unused), ", ".join(unused[:8]))
     if missing:
