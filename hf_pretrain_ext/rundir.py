@@ -14,7 +14,6 @@
 import errno
 import fcntl
 import json
-import logging
 import os
 import shutil
 import socket
@@ -27,7 +26,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import UserError
 
-logger = logging.getLogger("hf_pretrain_ext")
 LOCK = ".hfpx_lock"
 CHECKPOINT_RECORD = "hfpx_run.json"
 IGNORED = {LOCK}  # files of ours that do not make a directory "hold something"
@@ -193,7 +191,6 @@ def newest_intact_checkpoint(run_dir):
         problem = checkpoint_problem(path)
         if problem is None:
             for bad, why in damaged:
-                logger.warning("checkpoint %s is damaged (%s): resuming from %s instead", bad, why, path.name)
                 print(f"warning: {bad} is damaged ({why}); resuming from {path}", flush=True)
             return str(path)
         damaged.append((path, problem))
