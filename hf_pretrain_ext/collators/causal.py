@@ -13,12 +13,14 @@ document, as run_clm.py does. Two ways to train on such blocks (`packing`):
 labels are input_ids (the model shifts them); position 0 of every row and padding are -100. Padding is on the
 right, where causal attention never looks back at it.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .mlm import IGNORE_INDEX, pad_batch
+from ..constants import IGNORE_INDEX
+from .base import CollatorBase
+from .masking import pad_batch
 
 
 def document_position_ids(ids, separator_id):
@@ -33,14 +35,15 @@ def document_position_ids(ids, separator_id):
 
 
 @dataclass
-class CausalLMCollator:
-    """Collate token blocks into a causal-LM batch (input_ids, labels, and position_ids or attention_mask)."""
+class CausalLMCollator(CollatorBase):
+    """Collate token blocks into a causal-LM batch (input_ids, labels, and position_ids or attention_mask).
+
+    There is no randomness: seed and epoch (CollatorBase's) are unused, kept so every collator takes the same
+    options."""
 
     tokenizer: object
     packing: str = "documents"
     pad_to_multiple_of: int | None = None
-    seed: int = 42  # unused (no randomness); kept so every collator takes the same options
-    epoch: int = 0
 
     def __post_init__(self):
         if self.packing not in ("documents", "none"):
@@ -50,12 +53,6 @@ class CausalLMCollator:
         if self.separator_id is None:
             raise ValueError("causal LM needs an end-of-text (eos) token to separate documents")
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.separator_id
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def for_eval(self, seed=None):
-        return replace(self)
 
     def __call__(self, features):
         ids, real = pad_batch([f["input_ids"] for f in features], self.pad_id, self.pad_to_multiple_of)

@@ -25,13 +25,15 @@ draws any id >= 1, specials included); a run of consecutive sentence-end tokens 
 (seed, epoch, example_index) (see rng.py), so a resumed run noises identically.
 """
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..constants import IGNORE_INDEX
 from ..data.grouping import special_affixes
-from .mlm import IGNORE_INDEX, ordinary_token_ids, pad_batch
+from .base import CollatorBase
+from .masking import ordinary_token_ids, pad_batch
 from .rng import example_keys, example_rng
 from .vocab import sentence_end_table, shift_right, special_table, word_start_table
 
@@ -69,9 +71,9 @@ def _coverage(n, starts, ends):
 
 
 @dataclass
-class DenoisingCollator:
+class DenoisingCollator(CollatorBase):
     """Collate tokenized examples into a BART denoising batch (input_ids, attention_mask, labels,
-    decoder_input_ids). Fields left at None take their value from `recipe`."""
+    decoder_input_ids). Fields left at None take their value from `recipe`; seed and epoch: see base.py."""
 
     tokenizer: object
     recipe: str = "released"
@@ -89,8 +91,6 @@ class DenoisingCollator:
     max_length: int | None = None
     decoder_start_token_id: int | None = None
     pad_to_multiple_of: int | None = None
-    seed: int = 42
-    epoch: int = 0
     _tables: dict = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -129,13 +129,6 @@ class DenoisingCollator:
         self.wrap = not (prefix == [self.bos_id] and suffix == [self.eos_id])
         self._tables = {"special": special_table(tok), "word_start": word_start_table(tok),
                         "sentence_end": sentence_end_table(tok), "ordinary": ordinary_token_ids(tok)}
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def for_eval(self, seed=None):
-        """A copy at epoch 0 (and optionally another seed): every evaluation noises the held-out set alike."""
-        return replace(self, epoch=0, seed=self.seed if seed is None else seed)
 
     # -- one example ---------------------------------------------------------------------------------------
     def wrapped(self, ids):

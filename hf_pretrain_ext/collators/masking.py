@@ -22,7 +22,7 @@ On short lines (--line_by_line) clipping shortens them more.
 """
 import numpy as np
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
 
 
 def ordinary_token_ids(tokenizer):

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .mlm import IGNORE_INDEX
+from ..constants import IGNORE_INDEX
+from .base import CollatorBase, as_collator, unwrapped
 from .rng import example_keys, example_rng
 
 _MIX_STREAM = 0x4D4958  # offsets the mixture's seed so its draws are independent of the collators' own
@@ -142,18 +143,24 @@ def concat_batches(batches, pad_values):
 
 
 @dataclass
-class TaggedCollator:
-    """Wrap a collator for a dataset mixture: the batch also gets `mixture_component` [B] from the features."""
+class TaggedCollator(CollatorBase):
+    """Wrap a collator for a dataset mixture: the batch also gets `mixture_component` [B] from the features.
 
-    collator: object
+    The wrapped collator (a plain callable is wrapped by base.as_collator) draws the random numbers: set_epoch is
+    passed on to it, and for_eval is its own evaluation copy, untagged (held-out rows carry no component)."""
+
+    collator: CollatorBase
     component_names: list
 
-    def set_epoch(self, epoch):
-        if hasattr(self.collator, "set_epoch"):
-            self.collator.set_epoch(epoch)
+    def __post_init__(self):
+        self.collator = as_collator(self.collator)
 
-    def for_eval(self, seed=None):
-        return self.collator.for_eval(seed) if hasattr(self.collator, "for_eval") else self.collator
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.collator.set_epoch(epoch)
+
+    def for_eval(self, seed=None, **changes):
+        return self.collator.for_eval(seed, **changes)
 
     def __call__(self, features):
         batch = self.collator(features)
@@ -162,36 +169,36 @@ class TaggedCollator:
 
 
 @dataclass
-class ObjectiveMixtureCollator:
+class ObjectiveMixtureCollator(CollatorBase):
     """Give each example to one of several objective collators at the given rates; rows are grouped by objective
-    and padded to a common width, and `mixture_component` [B] says which objective made each row."""
+    and padded to a common width, and `mixture_component` [B] says which objective made each row. Plain callables
+    among the collators are wrapped by base.as_collator; set_epoch and for_eval reach every component."""
 
     collators: dict
     rates: np.ndarray
-    seed: int = 42
-    epoch: int = 0
     component_names: list = field(init=False)
 
     def __post_init__(self):
+        self.collators = {name: as_collator(c) for name, c in self.collators.items()}
         self.component_names = list(self.collators)
         self.rates = check_rates(self.rates, len(self.collators))
         self._cum = np.cumsum(self.rates)
-        pads = {c.tokenizer.pad_token_id for c in self.collators.values() if hasattr(c, "tokenizer")}
+        own = [unwrapped(c) for c in self.collators.values()]
+        pads = {c.tokenizer.pad_token_id for c in own if hasattr(c, "tokenizer")}
         self.pad_values = {"input_ids": pads.pop() if len(pads) == 1 else 0, "decoder_input_ids": 0,
                            "labels": IGNORE_INDEX, "attention_mask": 0, "position_ids": 0}
-        first = next(iter(self.collators.values()), None)
-        if first is not None and hasattr(first, "decoder_start_token_id"):
-            self.pad_values["decoder_input_ids"] = first.tokenizer.pad_token_id
+        if own and hasattr(own[0], "decoder_start_token_id"):
+            self.pad_values["decoder_input_ids"] = own[0].tokenizer.pad_token_id
 
     def set_epoch(self, epoch):
-        self.epoch = int(epoch)
+        super().set_epoch(epoch)
         for c in self.collators.values():
-            if hasattr(c, "set_epoch"):
-                c.set_epoch(epoch)
+            c.set_epoch(epoch)
 
-    def for_eval(self, seed=None):
-        evals = {k: c.for_eval(seed) if hasattr(c, "for_eval") else c for k, c in self.collators.items()}
-        return ObjectiveMixtureCollator(evals, self.rates, self.seed if seed is None else seed, 0)
+    def for_eval(self, seed=None, **changes):
+        """Every component's evaluation copy (with `seed` when given), mixed at epoch 0."""
+        evals = {name: c.for_eval(seed) for name, c in self.collators.items()}
+        return super().for_eval(seed, collators=evals, **changes)
 
     def assign(self, features):
         """Component index of each feature, drawn from (seed, epoch, example_index) on a stream of its own."""

@@ -12,22 +12,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..args import DataTrainingArguments
+from .base import CollatorBase
 from .masking import IGNORE_INDEX, ordinary_token_ids, pad_batch, replace_selected, stack_draws  # noqa: F401
 from .rng import example_keys, example_rng
 
 
 @dataclass
-class MLMCollator:
-    """Collate tokenized examples into an MLM batch (input_ids, attention_mask, labels)."""
+class MLMCollator(CollatorBase):
+    """Collate tokenized examples into an MLM batch (input_ids, attention_mask, labels); seed and epoch: see
+    base.py."""
 
     tokenizer: object
-    mlm_probability: float = DataTrainingArguments.mlm_probability
+    mlm_probability: float = 0.15
     mask_replace_prob: float = 0.8
     random_replace_prob: float = 0.1
     pad_to_multiple_of: int | None = None
-    seed: int = 42
-    epoch: int = 0
     special_ids: np.ndarray = field(init=False, repr=False)
     ordinary_ids: np.ndarray = field(init=False, repr=False)
 
@@ -43,9 +42,6 @@ class MLMCollator:
             raise ValueError("the tokenizer has no pad token")
         self.special_ids = np.array(sorted(set(self.tokenizer.all_special_ids)), dtype=np.int64)
         self.ordinary_ids = ordinary_token_ids(self.tokenizer)
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
 
     def draw(self, rng, n):
         """An example's uniforms: [3, n] (selection, replacement kind, random token)."""
@@ -70,12 +66,3 @@ class MLMCollator:
         selected = eligible & (draws[0] < self.mlm_probability)
         return replace_selected(ids, selected, draws[1], draws[2], self.tokenizer.mask_token_id, self.ordinary_ids,
                                 self.mask_replace_prob, self.random_replace_prob)
-
-    def for_eval(self, seed=None):
-        """A copy with a fixed epoch (0), so every evaluation masks the held-out set identically."""
-        clone = self.__class__(**{name: getattr(self, name) for name, f in self.__dataclass_fields__.items()
-                                  if f.init})
-        clone.epoch = 0
-        if seed is not None:
-            clone.seed = seed
-        return clone

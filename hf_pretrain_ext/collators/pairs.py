@@ -17,7 +17,7 @@ Input features are sentence chunks from data.pairs.prepare_sentence_examples (`i
 import numpy as np
 import torch
 
-from ..args import PretrainArguments
+from .base import CollatorBase
 from .masking import pad_batch, stack_draws
 from .rng import example_keys, example_rng
 
@@ -41,13 +41,14 @@ def truncate_pair(a, b, max_tokens, rng):
     return out[0], out[1]
 
 
-class SentencePairCollator:
-    """Base: subclasses set `label_name` and implement `make_pair(feature, a_end, rng)`."""
+class SentencePairCollator(CollatorBase):
+    """Base: subclasses set `label_name` and implement `make_pair(feature, a_end, rng)`. Not a dataclass (the
+    masking collator's options pass through **masking_options): `copy` rebuilds it from its arguments."""
 
     label_name = None
 
-    def __init__(self, tokenizer, max_seq_length, masking=PretrainArguments.masking, pad_to_multiple_of=None,
-                 seed=42, epoch=0, **masking_options):
+    def __init__(self, tokenizer, max_seq_length, masking="mlm", pad_to_multiple_of=None, seed=42, epoch=0,
+                 **masking_options):
         from . import build_collator
         if masking not in ("mlm", "wwm", "ngram"):
             raise ValueError(f"masking for sentence pairs must be 'mlm', 'wwm' or 'ngram', got {masking!r}")
@@ -60,20 +61,16 @@ class SentencePairCollator:
         self.masking_options = masking_options
         self.masker = build_collator(masking, tokenizer, seed=seed, **masking_options)
 
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
+    def arguments(self):
+        """The keyword arguments that rebuild this collator."""
+        return dict(tokenizer=self.tokenizer, max_seq_length=self.max_seq_length, masking=self.masking,
+                    pad_to_multiple_of=self.pad_to_multiple_of, seed=self.seed, epoch=self.epoch,
+                    **self.masking_options)
 
-    def for_eval(self, seed=None, **changes):
-        """A copy with a fixed epoch (0), so every evaluation builds and masks the same pairs."""
-        clone = self._clone(**changes)
-        clone.epoch = 0
-        if seed is not None:
-            clone.seed = clone.masker.seed = seed
-        return clone
-
-    def _clone(self, **changes):
-        return self.__class__(self.tokenizer, self.max_seq_length, self.masking, self.pad_to_multiple_of,
-                              self.seed, self.epoch, **self.masking_options, **changes)
+    def copy(self, **changes):
+        """A new collator with the same arguments but `changes` (for_eval: epoch 0, maybe a seed or nsp's pool);
+        its masker is built again with the new seed."""
+        return self.__class__(**{**self.arguments(), **changes})
 
     def __call__(self, features):
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
@@ -119,8 +116,8 @@ class NextSentenceCollator(SentencePairCollator):
 
     label_name = "next_sentence_label"
 
-    def __init__(self, tokenizer, max_seq_length, masking=PretrainArguments.masking, pad_to_multiple_of=None,
-                 seed=42, epoch=0, pool=None, **masking_options):
+    def __init__(self, tokenizer, max_seq_length, masking="mlm", pad_to_multiple_of=None, seed=42, epoch=0,
+                 pool=None, **masking_options):
         super().__init__(tokenizer, max_seq_length, masking, pad_to_multiple_of, seed, epoch, **masking_options)
         if pool is None:
             raise ValueError("nsp needs a `pool` of prepared sentence chunks to draw random segments from (the "
@@ -130,9 +127,8 @@ class NextSentenceCollator(SentencePairCollator):
             raise ValueError("nsp needs a pool with chunks of at least two documents")
         self.pool = pool
 
-    def _clone(self, **changes):
-        changes.setdefault("pool", self.pool)
-        return super()._clone(**changes)
+    def arguments(self):
+        return {**super().arguments(), "pool": self.pool}
 
     def make_pair(self, feature, ids, cut, rng, max_tokens):
         a = ids[:cut]

@@ -15,13 +15,15 @@ both a noise and a non-noise token: it is passed through unchanged (inputs = blo
 Sentinel ids are looked up in the tokenizer by name, never computed (`add_sentinel_tokens` adds missing ones).
 Random numbers come per example from (seed, epoch, example_index).
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import AddedToken
 
-from .mlm import IGNORE_INDEX, pad_batch
+from ..constants import IGNORE_INDEX
+from .base import CollatorBase
+from .masking import pad_batch
 from .rng import example_keys, example_rng
 from .vocab import shift_right
 
@@ -113,17 +115,15 @@ def reconstruct(input_ids, labels, sentinels):
 
 
 @dataclass
-class SpanCorruptionCollator:
+class SpanCorruptionCollator(CollatorBase):
     """Collate raw token blocks into a T5 span-corruption batch (input_ids, attention_mask, labels,
-    decoder_input_ids)."""
+    decoder_input_ids); seed and epoch: see base.py."""
 
     tokenizer: object
     noise_density: float = 0.15
     mean_noise_span_length: float = 3.0
     decoder_start_token_id: int | None = None
     pad_to_multiple_of: int | None = None
-    seed: int = 42
-    epoch: int = 0
 
     def __post_init__(self):
         if not 0.0 < self.noise_density < 1.0:
@@ -144,12 +144,6 @@ class SpanCorruptionCollator:
         self.eos_id, self.pad_id = eos, tok.pad_token_id
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.pad_id  # T5 convention
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def for_eval(self, seed=None):
-        return replace(self, epoch=0, seed=self.seed if seed is None else seed)
 
     def lengths(self, inputs_length):
         return t5_input_and_target_lengths(inputs_length, self.noise_density, self.mean_noise_span_length)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..args import DataTrainingArguments, PretrainArguments
 from .masking import (merge_spans, pad_batch, replace_selected, select_spans, span_length_cdf, stack_draws,
                       words_from_starts)
 from .mlm import MLMCollator
@@ -43,15 +42,14 @@ _DRAW_ROWS = 5  # per token: span length, visiting order, replacement kind, rand
 class WordMaskCollator(MLMCollator):
     """Base of the whole-word collators; use WholeWordMaskCollator, NgramMaskCollator or SpanMaskCollator."""
 
-    mlm_probability: float = DataTrainingArguments.mlm_probability
-    word_boundaries: str = PretrainArguments.word_boundaries
-    segmenter: str = PretrainArguments.segmenter
-    replace_level: str = PretrainArguments.replace_level
-    span_distribution: str = PretrainArguments.span_distribution
-    max_ngram: int = PretrainArguments.max_ngram
-    geometric_p: float = PretrainArguments.geometric_p
-    max_span_length: int = PretrainArguments.max_span_length
-    long_word_min_chars: int | None = PretrainArguments.long_word_min_chars
+    word_boundaries: str = "auto"
+    segmenter: str = "jieba"
+    replace_level: str = "token"
+    span_distribution: str = "harmonic"
+    max_ngram: int = 3
+    geometric_p: float = 0.2
+    max_span_length: int = 10
+    long_word_min_chars: int | None = None
     merge_spans: bool = False
     return_span_lengths: bool = False
     boundaries: WordBoundaries = field(init=False, repr=False)

@@ -10,6 +10,8 @@ the tokens themselves:
   features carrying `offset_mapping`;
 - 'auto': `offset_mapping` when the features carry it, else the vocabulary's own markers: `##` (WordPiece), `▁`
   (SentencePiece/Metaspace) or `Ġ` (byte-level BPE) at word starts.
+The vocabulary rule (which ids carry a word-start marker) is vocab.word_start_table, the same table BART's word
+units come from.
 A token right after a special token, padding or the start of the block always starts a word.
 
 Chinese (`segmenter='jieba'`): runs of consecutive CJK tokens are rebuilt into text from the tokens' vocabulary
@@ -19,10 +21,11 @@ character starts a jieba word. This is alignment by character offset, not the gr
 run_chinese_ref.py or Fengshenbang: a word can only map to the tokens that hold its characters. A token holding
 characters of two jieba words (a multi-character CJK token) makes the two words one unit.
 """
-import json
 import logging
 
 import numpy as np
+
+from .vocab import vocabulary_style, vocabulary_tokens, word_start_table
 
 # BERT's definition of a CJK character (the ranges BertPreTokenizer isolates)
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
@@ -63,23 +66,26 @@ def _bytes_decoder():
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
-def vocabulary_style(tokenizer):
-    """'wordpiece', 'metaspace', 'bytelevel' or 'none': how the vocabulary marks word starts."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:  # a slow tokenizer: guess from the vocabulary
-        tokens = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), 5000))))
-        if any(t.startswith("##") for t in tokens):
-            return "wordpiece"
-        return "metaspace" if sum(t.startswith("▁") for t in tokens) > len(tokens) // 10 else "none"
-    spec = json.loads(backend.to_str())
-    if spec["model"]["type"] == "WordPiece":
-        return "wordpiece"
-    parts = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
-    if "Metaspace" in parts:
-        return "metaspace"
-    if "ByteLevel" in parts:
-        return "bytelevel"
-    return "none"
+def token_surfaces(tokens, style, special_ids):
+    """The text each vocabulary token stands for, without its word-start marker ('' for special tokens; byte-level
+    tokens decoded from GPT-2's byte stand-ins, U+FFFD for a piece of a multi-byte character)."""
+    byte_of = _bytes_decoder() if style == "bytelevel" else None
+    surfaces = []
+    for i, tok in enumerate(tokens):
+        if i in special_ids:
+            surfaces.append("")
+        elif style == "wordpiece":
+            surfaces.append(tok[2:] if tok.startswith("##") else tok)
+        elif style == "metaspace":
+            surfaces.append(tok.lstrip("▁"))
+        elif style == "bytelevel":
+            try:
+                surfaces.append(bytes(byte_of[c] for c in tok).decode("utf-8").lstrip(" "))
+            except (KeyError, UnicodeDecodeError):  # a piece of a multi-byte character
+                surfaces.append("\ufffd")
+        else:
+            surfaces.append(tok)
+    return surfaces
 
 
 class WordBoundaries:
@@ -99,31 +105,10 @@ class WordBoundaries:
                              f"{type(tokenizer).__name__} has none: use word_boundaries='wordpiece' or 'auto'")
         self.mode = word_boundaries
         self.segmenter = None if segmenter in (None, "none") else segmenter
-        tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        tokens = ["" if t is None else t for t in tokens]
         specials = set(tokenizer.all_special_ids)
-        starts, surfaces = [], []
-        byte_of = _bytes_decoder() if self.style == "bytelevel" else None
-        for i, tok in enumerate(tokens):
-            if i in specials:
-                starts.append(True)
-                surfaces.append("")
-            elif self.style == "wordpiece":
-                starts.append(not tok.startswith("##"))
-                surfaces.append(tok[2:] if tok.startswith("##") else tok)
-            elif self.style == "metaspace":
-                starts.append(tok.startswith("▁"))
-                surfaces.append(tok.lstrip("▁"))
-            elif self.style == "bytelevel":
-                starts.append(tok.startswith("Ġ"))
-                try:
-                    surfaces.append(bytes(byte_of[c] for c in tok).decode("utf-8").lstrip(" "))
-                except (KeyError, UnicodeDecodeError):  # a piece of a multi-byte character
-                    surfaces.append("\ufffd")
-            else:
-                starts.append(True)
-                surfaces.append(tok)
-        self.vocab_starts_word = np.array(starts, dtype=bool)
+        # the package's one word-start rule (vocab.word_start_table), special tokens counted as word starts
+        self.vocab_starts_word = word_start_table(tokenizer, self.style, specials)
+        surfaces = token_surfaces(vocabulary_tokens(tokenizer), self.style, specials)
         self.surface = np.array(surfaces, dtype=object)
         self.surface_len = np.array([len(s) for s in surfaces], dtype=np.int64)
         self.is_cjk = np.array([bool(s) and all(is_cjk_char(c) for c in s) for s in surfaces], dtype=bool)

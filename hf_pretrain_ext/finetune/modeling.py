@@ -26,6 +26,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModel
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from ..constants import IGNORE_INDEX
 from ..errors import UserError
 from ..rundir import check_weights
 from .adapters import add_adapters
@@ -33,7 +34,6 @@ from .scalar_mix import ScalarMix
 
 logger = logging.getLogger("hf_pretrain_ext")
 RECORD = "hfpx_finetune.json"
-IGNORE_INDEX = -100
 
 
 def detect_backbone(config, requested="auto"):

@@ -1,28 +1,38 @@
-"""The loss path shared by hfpx-gpt, hfpx-bart and hfpx-t5: LM head + cross-entropy on labelled rows only.
+"""The loss path shared by hfpx-bert, hfpx-gpt, hfpx-bart and hfpx-t5: LM head + cross-entropy on labelled rows.
 
 Hidden states of the positions that have a label are gathered first ([n_labelled, H]), then projected and scored
 through hf_pretrain_ext.kernels.fused_linear_cross_entropy (config.use_fused_loss) or an eager projection. The loss
 is a sum over labelled tokens divided by `num_items_in_batch` when the Trainer passes it (gradient accumulation
 and DDP then give the per-token mean of the global batch), else by this batch's labelled count; a batch without
 any label gives 0 with a gradient path, never NaN.
+
+`labelled_rows_loss` is the gather (`labelled_rows`) then the head and loss (`head_loss`); hfpx-bert calls the two
+itself with its head transform in between (and, with sparse_prediction off, `head_loss` on every row, the
+unlabelled ones ignored).
 """
 import torch
 from torch import nn
 
+from ..constants import IGNORE_INDEX
 from ..kernels import fused_linear_cross_entropy
 
-IGNORE_INDEX = -100
 
 
-def labelled_rows_loss(config, hidden, weight, labels, bias=None, num_items_in_batch=None, training=True):
-    """hidden: [B, T, H] aligned with labels: [B, T] (already shifted for causal LMs).
-
-    Returns (loss, logits): logits are [n_labelled, V] in row-major order of the labelled positions when not
-    training, None when training with the fused loss (never materialised)."""
+def labelled_rows(hidden, labels):
+    """(hidden rows [n_labelled, H], their targets [n_labelled]) of the positions of labels [B, T] that have a label
+    (row-major order); hidden: [B, T, H]."""
     flat_labels = labels.reshape(-1)
     rows = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)  # [n_labelled]
-    hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)  # [n_labelled, H]
-    targets = flat_labels.index_select(0, rows)
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows), flat_labels.index_select(0, rows)
+
+
+def head_loss(config, hidden, weight, targets, bias=None, num_items_in_batch=None, training=True):
+    """LM head + cross-entropy of rows hidden [N, H] against targets [N] (IGNORE_INDEX rows score nothing).
+
+    config.use_fused_loss (default on): hf_pretrain_ext.kernels.fused_linear_cross_entropy with
+    config.loss_backend; else an eager projection and a float32 cross-entropy. Either way a sum over the labelled
+    rows divided by num_items_in_batch, or by their count when it is None (at least 1). Returns (loss, logits):
+    logits [N, V] when not training, None when training with the fused loss (never materialised)."""
     logits = None
     if getattr(config, "use_fused_loss", True):
         loss = fused_linear_cross_entropy(hidden, weight, targets, bias, num_items_in_batch=num_items_in_batch,
@@ -31,7 +41,16 @@ def labelled_rows_loss(config, hidden, weight, labels, bias=None, num_items_in_b
             logits = nn.functional.linear(hidden, weight, bias)
     else:
         logits = nn.functional.linear(hidden, weight, bias)
-        loss = nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-        denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+        loss = nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        denom = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
         loss = loss / torch.as_tensor(denom, device=loss.device).clamp(min=1)
     return loss, logits
+
+
+def labelled_rows_loss(config, hidden, weight, labels, bias=None, num_items_in_batch=None, training=True):
+    """hidden: [B, T, H] aligned with labels: [B, T] (already shifted for causal LMs).
+
+    Returns (loss, logits): logits are [n_labelled, V] in row-major order of the labelled positions when not
+    training, None when training with the fused loss (never materialised)."""
+    hidden, targets = labelled_rows(hidden, labels)
+    return head_loss(config, hidden, weight, targets, bias, num_items_in_batch, training)

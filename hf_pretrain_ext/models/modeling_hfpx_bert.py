@@ -20,10 +20,9 @@ from transformers import BertForSequenceClassification, BertModel, BertPreTraine
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPreTrainingHeads
 
-from ..kernels import fused_linear_cross_entropy
 from .configuration_hfpx_bert import HfpxBertConfig
+from .lm_loss import head_loss, labelled_rows
 
-IGNORE_INDEX = -100
 _TIED = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
          "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
@@ -95,28 +94,16 @@ def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_ba
     """MLM loss (and logits) from `predictions` (a BertLMPredictionHead) on labelled rows only.
 
     sequence_output: [B, L, H]; labels: [B, L]. Returns (loss, logits) where logits are [n_labelled, V] when not
-    training (for metrics) and None when training with the fused loss.
+    training (for metrics) and None when training with the fused loss. The gather, decoder and loss are lm_loss's
+    (shared with the generative models); without config.sparse_prediction every row is scored ([B, L, V] logits).
     """
-    flat_labels = labels.reshape(-1)
     if config.sparse_prediction:
-        rows = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)  # [n_labelled]
-        hidden = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(0, rows)
-        flat_labels = flat_labels.index_select(0, rows)
+        hidden, targets = labelled_rows(sequence_output, labels)
     else:
-        hidden = sequence_output.reshape(-1, sequence_output.shape[-1])
-    hidden = predictions.transform(hidden)  # [n_rows, H]
+        hidden, targets = sequence_output.reshape(-1, sequence_output.shape[-1]), labels.reshape(-1)
     decoder = predictions.decoder
-    logits = None
-    if config.use_fused_loss:
-        loss = fused_linear_cross_entropy(hidden, decoder.weight, flat_labels, decoder.bias,
-                                          num_items_in_batch=num_items_in_batch, backend=config.loss_backend)
-        if not training:
-            logits = decoder(hidden)
-    else:
-        logits = decoder(hidden)
-        loss = nn.functional.cross_entropy(logits.float(), flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
-        denom = num_items_in_batch if num_items_in_batch is not None else (flat_labels != IGNORE_INDEX).sum()
-        loss = loss / torch.as_tensor(denom, device=loss.device).clamp(min=1)
+    loss, logits = head_loss(config, predictions.transform(hidden), decoder.weight, targets, decoder.bias,
+                             num_items_in_batch, training)
     if logits is not None and not config.sparse_prediction:
         logits = logits.view(*labels.shape, -1)
     return loss, logits

@@ -13,33 +13,28 @@ from .configuration_hfpx_seq2seq import HfpxBartConfig, HfpxT5Config
 from .lm_loss import labelled_rows_loss
 
 
-def _seq2seq_output(loss, logits, outputs):
-    return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
-                           decoder_hidden_states=outputs.decoder_hidden_states,
-                           decoder_attentions=outputs.decoder_attentions, cross_attentions=outputs.cross_attentions,
-                           encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-                           encoder_hidden_states=outputs.encoder_hidden_states,
-                           encoder_attentions=outputs.encoder_attentions)
-
-
 class _LabelledRowsSeq2Seq:
-    """Without labels, the stock forward (generation, inference); with labels, the subclass's
-    `_forward_with_labels`, which scores labelled rows only. Put before the stock class in the bases."""
+    """Without labels, the stock forward (generation, inference); with labels, decoder inputs from the labels
+    when none are given (the stock `prepare_decoder_input_ids_from_labels`), the subclass's `_decoder_states` and
+    the labelled-rows loss on them. Put before the stock class in the bases."""
 
     accepts_loss_kwargs = True
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 labels=None, use_cache=None, num_items_in_batch=None, **kwargs):
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                      decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                      past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                      decoder_inputs_embeds=decoder_inputs_embeds)
         if labels is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask,
-                                   decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-                                   encoder_outputs=encoder_outputs, past_key_values=past_key_values,
-                                   inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
-                                   use_cache=use_cache, **kwargs)
-        return self._forward_with_labels(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-                                         encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds,
-                                         labels, num_items_in_batch, **kwargs)
+            return super().forward(**inputs, use_cache=use_cache, **kwargs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            inputs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(labels=labels)
+        hidden, bias, fields = self._decoder_states(inputs, **kwargs)
+        loss, logits = labelled_rows_loss(self.config, hidden, self.lm_head.weight, labels, bias=bias,
+                                          num_items_in_batch=num_items_in_batch, training=self.training)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, **fields)
 
 
 class HfpxBartModel(BartModel):
@@ -49,19 +44,15 @@ class HfpxBartModel(BartModel):
 class HfpxBartForConditionalGeneration(_LabelledRowsSeq2Seq, BartForConditionalGeneration):
     config_class = HfpxBartConfig
 
-    def _forward_with_labels(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-                             encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds, labels,
-                             num_items_in_batch, **kwargs):
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels=labels)
-        outputs = self.model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                             encoder_outputs=encoder_outputs, decoder_attention_mask=decoder_attention_mask,
-                             past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-                             decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False, **kwargs)
-        loss, logits = labelled_rows_loss(self.config, outputs.last_hidden_state, self.lm_head.weight, labels,
-                                          bias=self.final_logits_bias.reshape(-1),
-                                          num_items_in_batch=num_items_in_batch, training=self.training)
-        return _seq2seq_output(loss, logits, outputs)
+    def _decoder_states(self, inputs, **kwargs):
+        """(decoder hidden states [B, T, H], final_logits_bias [V], the other Seq2SeqLMOutput fields)."""
+        outputs = self.model(**inputs, use_cache=False, **kwargs)
+        fields = dict(past_key_values=outputs.past_key_values, decoder_hidden_states=outputs.decoder_hidden_states,
+                      decoder_attentions=outputs.decoder_attentions, cross_attentions=outputs.cross_attentions,
+                      encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+                      encoder_hidden_states=outputs.encoder_hidden_states,
+                      encoder_attentions=outputs.encoder_attentions)
+        return outputs.last_hidden_state, self.final_logits_bias.reshape(-1), fields
 
 
 class HfpxT5Model(T5Model):
@@ -71,28 +62,27 @@ class HfpxT5Model(T5Model):
 class HfpxT5ForConditionalGeneration(_LabelledRowsSeq2Seq, T5ForConditionalGeneration):
     config_class = HfpxT5Config
 
-    def _forward_with_labels(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-                             encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds, labels,
-                             num_items_in_batch, **kwargs):
+    def _decoder_states(self, inputs, **kwargs):
+        """(decoder hidden states [B, T, H], scaled by d_model**-0.5 when the config says so; no bias; the other
+        Seq2SeqLMOutput fields)."""
+        encoder_outputs = inputs["encoder_outputs"]
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                           inputs_embeds=inputs_embeds, **kwargs)
+            encoder_outputs = self.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                           inputs_embeds=inputs["inputs_embeds"], **kwargs)
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self._shift_right(labels)
-        decoder_outputs = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
-                                       inputs_embeds=decoder_inputs_embeds, past_key_values=past_key_values,
+        decoder_outputs = self.decoder(input_ids=inputs["decoder_input_ids"],
+                                       attention_mask=inputs["decoder_attention_mask"],
+                                       inputs_embeds=inputs["decoder_inputs_embeds"],
+                                       past_key_values=inputs["past_key_values"],
                                        encoder_hidden_states=encoder_outputs.last_hidden_state,
-                                       encoder_attention_mask=attention_mask, use_cache=False, **kwargs)
+                                       encoder_attention_mask=inputs["attention_mask"], use_cache=False, **kwargs)
         hidden = decoder_outputs.last_hidden_state
         if self.config.scale_decoder_outputs:
             hidden = hidden * (self.model_dim ** -0.5)
-        loss, logits = labelled_rows_loss(self.config, hidden, self.lm_head.weight, labels,
-                                          num_items_in_batch=num_items_in_batch, training=self.training)
-        return Seq2SeqLMOutput(loss=loss, logits=logits, decoder_hidden_states=decoder_outputs.hidden_states,
-                               decoder_attentions=decoder_outputs.attentions,
-                               cross_attentions=decoder_outputs.cross_attentions,
-                               encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-                               encoder_hidden_states=encoder_outputs.hidden_states,
-                               encoder_attentions=encoder_outputs.attentions)
+        fields = dict(decoder_hidden_states=decoder_outputs.hidden_states,
+                      decoder_attentions=decoder_outputs.attentions, cross_attentions=decoder_outputs.cross_attentions,
+                      encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+                      encoder_hidden_states=encoder_outputs.hidden_states,
+                      encoder_attentions=encoder_outputs.attentions)
+        return hidden, None, fields

@@ -39,6 +39,32 @@ def _tanh(x):
 
 
 @triton.jit
+def _row_block(ORDER, Y, n_lab, BLOCK_N: tl.constexpr):
+    """This program's block (program_id(0)) of the n_lab labelled rows: (original row ids [BLOCK_N], their mask,
+    their labels)."""
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < n_lab
+    rows = tl.load(ORDER + offs_n, mask=mask_n, other=0)  # original row ids, [BLOCK_N]
+    y = tl.load(Y + rows, mask=mask_n, other=0)
+    return rows, mask_n, y
+
+
+@triton.jit
+def _hw_chunk(h_base, w_base, mask_n, mask_v, d0, D, stride_hd, stride_wd, UPCAST: tl.constexpr,
+              BLOCK_D: tl.constexpr):
+    """Columns d0 .. d0 + BLOCK_D of the hidden rows [BLOCK_N, BLOCK_D] and weight rows [BLOCK_V, BLOCK_D] at
+    h_base / w_base (0 outside the masks; fp32 when UPCAST), with those columns' offsets and mask."""
+    offs_d = d0 + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    w = tl.load(w_base + offs_d[None, :] * stride_wd, mask=mask_v[:, None] & mask_d[None, :], other=0.0)
+    h = tl.load(h_base + offs_d[None, :] * stride_hd, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
+    if UPCAST:
+        w = w.to(tl.float32)
+        h = h.to(tl.float32)
+    return offs_d, mask_d, h, w
+
+
+@triton.jit
 def _logits_tile(H, W, B, rows, mask_n, offs_v, mask_v, D, stride_hn, stride_hd, stride_wv, stride_wd,
                  softcap, HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, UPCAST: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -47,13 +73,7 @@ def _logits_tile(H, W, B, rows, mask_n, offs_v, mask_v, D, stride_hn, stride_hd,
     h_base = H + rows.to(tl.int64)[:, None] * stride_hn  # [BLOCK_N, 1]
     w_base = W + offs_v.to(tl.int64)[:, None] * stride_wv  # [BLOCK_V, 1]
     for d0 in range(0, D, BLOCK_D):
-        offs_d = d0 + tl.arange(0, BLOCK_D)
-        mask_d = offs_d < D
-        h = tl.load(h_base + offs_d[None, :] * stride_hd, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
-        w = tl.load(w_base + offs_d[None, :] * stride_wd, mask=mask_v[:, None] & mask_d[None, :], other=0.0)
-        if UPCAST:
-            h = h.to(tl.float32)
-            w = w.to(tl.float32)
+        _, _, h, w = _hw_chunk(h_base, w_base, mask_n, mask_v, d0, D, stride_hd, stride_wd, UPCAST, BLOCK_D)
         acc = tl.dot(h, tl.trans(w), acc, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(B + offs_v, mask=mask_v, other=0.0).to(tl.float32)[None, :]
@@ -67,14 +87,10 @@ def _flce_fwd_kernel(H, W, B, Y, ORDER, N_LAB, P_LSE, P_TGT, P_SUM, N, V, D, str
                      stride_wd, split_v, softcap, HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
                      UPCAST: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid_n = tl.program_id(0)
-    pid_s = tl.program_id(1)
     n_lab = tl.load(N_LAB)
-    if pid_n * BLOCK_N < n_lab:
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_lab
-        rows = tl.load(ORDER + offs_n, mask=mask_n, other=0)  # original row ids, [BLOCK_N]
-        y = tl.load(Y + rows, mask=mask_n, other=0)
+    if tl.program_id(0) * BLOCK_N < n_lab:  # a program past the labelled rows exits at once
+        rows, mask_n, y = _row_block(ORDER, Y, n_lab, BLOCK_N)
+        pid_s = tl.program_id(1)
         m = tl.full((BLOCK_N,), float("-inf"), tl.float32)
         s = tl.zeros((BLOCK_N,), tl.float32)
         tgt = tl.zeros((BLOCK_N,), tl.float32)
@@ -104,15 +120,10 @@ def _flce_bwd_kernel(H, W, B, Y, ORDER, N_LAB, LSE, CP, CY, CU, GH, GW, GB, V, D
                      stride_wv, stride_wd, softcap, HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
                      UPCAST: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid_n = tl.program_id(0)
-    pid_v = tl.program_id(1)
     n_lab = tl.load(N_LAB)
-    if pid_n * BLOCK_N < n_lab:
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_lab
-        rows = tl.load(ORDER + offs_n, mask=mask_n, other=0)
-        y = tl.load(Y + rows, mask=mask_n, other=0)
-        offs_v = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    if tl.program_id(0) * BLOCK_N < n_lab:
+        rows, mask_n, y = _row_block(ORDER, Y, n_lab, BLOCK_N)
+        offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
         mask_v = offs_v < V
         z = _logits_tile(H, W, B, rows, mask_n, offs_v, mask_v, D, stride_hn, stride_hd, stride_wv, stride_wd,
                          softcap, HAS_BIAS, HAS_SOFTCAP, UPCAST, PRECISION, BLOCK_N, BLOCK_V, BLOCK_D)
@@ -136,13 +147,8 @@ def _flce_bwd_kernel(H, W, B, Y, ORDER, N_LAB, LSE, CP, CY, CU, GH, GW, GB, V, D
         gh_base = GH + rows.to(tl.int64)[:, None] * D
         gw_base = GW + offs_v.to(tl.int64)[:, None] * D
         for d0 in range(0, D, BLOCK_D):
-            offs_d = d0 + tl.arange(0, BLOCK_D)
-            mask_d = offs_d < D
-            w = tl.load(w_base + offs_d[None, :] * stride_wd, mask=mask_v[:, None] & mask_d[None, :], other=0.0)
-            h = tl.load(h_base + offs_d[None, :] * stride_hd, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
-            if UPCAST:
-                w = w.to(tl.float32)
-                h = h.to(tl.float32)
+            offs_d, mask_d, h, w = _hw_chunk(h_base, w_base, mask_n, mask_v, d0, D, stride_hd, stride_wd, UPCAST,
+                                             BLOCK_D)
             gh = tl.dot(g, w, input_precision=PRECISION)  # [BLOCK_N, BLOCK_D]
             gw = tl.dot(tl.trans(g), h, input_precision=PRECISION)  # [BLOCK_V, BLOCK_D]
             tl.atomic_add(gh_base + offs_d[None, :], gh, mask=mask_n[:, None] & mask_d[None, :])
