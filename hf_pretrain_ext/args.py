@@ -3,20 +3,25 @@
 `ModelArguments` and `DataTrainingArguments` keep run_mlm.py's names so existing command lines work unchanged;
 `PretrainArguments` adds what is ours (objective, tokenizer training, fused loss); `PretrainTrainingArguments`
 is `TrainingArguments` with defaults that make `python run_pretrain.py` with no flags a useful few-minute job.
-Defaults live here and nowhere else.
+Defaults live here, except those of collator options, which are read from the collators (one value each).
+Flags that only some objectives read come in option groups
+(`OPTION_GROUPS`: masking, sentences, denoising, span corruption, causal, mixture), each validated by one method;
+a flag of a group that none of the run's objectives reads is an error (it would silently do nothing).
 """
 import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .collators.causal import CausalLMCollator
+from .collators.mlm import MLMCollator
+from .collators.span_corruption import SpanCorruptionCollator as _T5
+from .collators.spans import WordMaskCollator as _WORDS
+from .constants import FILE_EXTENSIONS
 from .errors import UserError
+from .registry import get_objective
 
-OBJECTIVES = ("mlm", "wwm", "ngram", "span", "sop", "nsp", "bart", "t5", "clm")
-SENTENCE_OBJECTIVES = ("sop", "nsp")
-GENERATIVE_OBJECTIVES = ("bart", "t5", "clm")
-TEXT_EXTENSIONS = ("txt", "text", "raw")
-FILE_EXTENSIONS = TEXT_EXTENSIONS + ("json", "jsonl", "csv")
+OBJECTIVES = ("mlm", "wwm", "ngram", "span", "sop", "nsp", "bart", "t5", "clm")  # the built-in ones (objectives.py)
 
 
 @dataclass
@@ -26,8 +31,8 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Checkpoint to continue pretraining from (local folder or Hub id). "
                                         "Leave unset to train a model from scratch."})
-    model_type: str = field(
-        default="hfpx-bert", metadata={"help": "Model type when training from scratch (a key of AutoConfig)."})
+    model_type: str | None = field(
+        default=None, metadata={"help": "Model type from scratch (an AutoConfig key); default: the objective's own."})
     config_name: str | None = field(
         default=None, metadata={"help": "Config name or path, if not the same as model_name_or_path."})
     config_overrides: str | None = field(
@@ -73,7 +78,9 @@ class DataTrainingArguments:
     line_by_line: bool = field(
         default=False, metadata={"help": "One example per document (truncated) instead of packing documents "
                                          "into blocks of max_seq_length."})
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for MLM."})
+    mlm_probability: float = field(
+        default=MLMCollator.mlm_probability,
+        metadata={"help": "Fraction of tokens selected for MLM."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-run tokenization, ignoring the cache."})
@@ -117,25 +124,33 @@ class PretrainArguments:
                                         "labelled), and with a GPU for bart/t5/clm (every row labelled: on CPU "
                                         "the chunked torch backend is slower than eager there)."})
     word_boundaries: str = field(
-        default="auto", metadata={"help": "Where whole-word masking finds words: 'wordpiece' (## continuations), "
-                                          "'offsets' (offset_mapping, fast tokenizers) or 'auto' (offsets when the "
-                                          "data carries them, else the vocabulary's ##, \u2581 or \u0120 markers).",
-                                  "choices": ["auto", "wordpiece", "offsets"]})
+        default=_WORDS.word_boundaries,
+        metadata={"help": "Where whole-word masking finds words: 'wordpiece' (## continuations), "
+                          "'offsets' (offset_mapping, fast tokenizers) or 'auto' (offsets when the "
+                          "data carries them, else the vocabulary's ##, \u2581 or \u0120 markers).",
+                  "choices": ["auto", "wordpiece", "offsets"]})
     segmenter: str = field(
-        default="jieba", metadata={"help": "Chinese word segmenter for whole-word objectives: runs of CJK tokens are "
-                                           "segmented and aligned by character offsets ('none': every CJK token is "
-                                           "a word).", "choices": ["jieba", "none"]})
+        default=_WORDS.segmenter,
+        metadata={"help": "Chinese word segmenter for whole-word objectives: runs of CJK tokens are "
+                          "segmented and aligned by character offsets ('none': every CJK token is "
+                          "a word).", "choices": ["jieba", "none"]})
     replace_level: str = field(
-        default="token", metadata={"help": "Whether the 80/10/10 [MASK]/random/keep choice is made per selected "
-                                           "token or once per selected word.", "choices": ["token", "word"]})
+        default=_WORDS.replace_level,
+        metadata={"help": "Whether the 80/10/10 [MASK]/random/keep choice is made per selected "
+                          "token or once per selected word.", "choices": ["token", "word"]})
     span_distribution: str = field(
-        default="harmonic", metadata={"help": "Span length (in words) for ngram/span: 'harmonic' p(n) ~ 1/n up to "
-                                              "--max_ngram, or 'geometric' (SpanBERT) with --geometric_p clipped at "
-                                              "--max_span_length.", "choices": ["harmonic", "geometric"]})
-    max_ngram: int = field(default=3, metadata={"help": "Longest n-gram (words) for span_distribution=harmonic."})
-    geometric_p: float = field(default=0.2, metadata={"help": "p of the geometric span length (mean 3.8 words at "
-                                                              "0.2 with max 10)."})
-    max_span_length: int = field(default=10, metadata={"help": "Longest geometric span, in words."})
+        default=_WORDS.span_distribution,
+        metadata={"help": "Span length (in words) for ngram/span: 'harmonic' p(n) ~ 1/n up to "
+                          "--max_ngram, or 'geometric' (SpanBERT) with --geometric_p clipped at "
+                          "--max_span_length.", "choices": ["harmonic", "geometric"]})
+    max_ngram: int = field(
+        default=_WORDS.max_ngram,
+        metadata={"help": "Longest n-gram (words) for span_distribution=harmonic."})
+    geometric_p: float = field(
+        default=_WORDS.geometric_p,
+        metadata={"help": "p of the geometric span length (mean 3.8 words at "
+                          "0.2 with max 10)."})
+    max_span_length: int = field(default=_WORDS.max_span_length, metadata={"help": "Longest geometric span, in words."})
     long_word_min_chars: int | None = field(
         default=None, metadata={"help": "Fengshenbang's WWM variant (they use 4): Chinese words of at least this "
                                         "many characters are always selected (80/10/10 still applies), other "
@@ -154,7 +169,7 @@ class PretrainArguments:
     hub_dry_run: bool = field(
         default=False, metadata={"help": "With --push_to_hub: build <output_dir>/hub_upload (stock export + model "
                                          "card) but upload nothing."})
-    # -- generative objectives (bart, t5, clm) and mixtures: see hf_pretrain_ext/generative.py ---------------
+    # -- generative objectives (bart, t5, clm) and mixtures (objectives.py, mixing.py) -----------------------
     bart_recipe: str = field(
         default="released", metadata={"help": "BART noising defaults: 'released' (fairseq's bart.large recipe: "
                                               "mask 0.3 of words, mask_random 0.1, poisson_lambda 3.5, "
@@ -181,12 +196,17 @@ class PretrainArguments:
                                                                    "tokens replaced by the mask token."})
     token_delete_ratio: float = field(default=0.0, metadata={"help": "BART token deletion: fraction of tokens "
                                                                      "deleted."})
-    noise_density: float = field(default=0.15, metadata={"help": "T5 span corruption: fraction of noise tokens."})
-    mean_noise_span_length: float = field(default=3.0, metadata={"help": "T5 span corruption: mean span length."})
+    noise_density: float = field(
+        default=_T5.noise_density,
+        metadata={"help": "T5 span corruption: fraction of noise tokens."})
+    mean_noise_span_length: float = field(
+        default=_T5.mean_noise_span_length,
+        metadata={"help": "T5 span corruption: mean span length."})
     clm_packing: str = field(
-        default="documents", metadata={"help": "Causal LM blocks: 'documents' (positions restart and attention "
-                                               "stays within each document, no label crosses a boundary) or "
-                                               "'none' (run_clm.py blocks).", "choices": ["documents", "none"]})
+        default=CausalLMCollator.packing,
+        metadata={"help": "Causal LM blocks: 'documents' (positions restart and attention "
+                          "stays within each document, no label crosses a boundary) or "
+                          "'none' (run_clm.py blocks).", "choices": ["documents", "none"]})
     mixture: str | None = field(
         default=None, metadata={"help": "Mix objectives ('bart=0.7,t5=0.3', same model family) or training files "
                                         "('a.txt=0.3,b.txt=0.7', or 'a.txt,b.txt' with --mixture_cap / "
@@ -199,10 +219,17 @@ class PretrainArguments:
                                        "renormalised)."})
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"unknown --objective {self.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+        get_objective(self.objective)  # a one-line error naming the registered objectives
         if self.use_fused_loss is None:
             self.use_fused_loss = self.default_use_fused_loss()
+        for group in OPTION_GROUPS:
+            check = getattr(self, f"check_{group}", None)
+            if check is not None:
+                check()
+        if self.tokenizer_vocab_size < 100:
+            raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+    def check_masking(self):
         if self.max_ngram < 1 or self.max_span_length < 1:
             raise UserError("--max_ngram and --max_span_length must be at least 1")
         if not 0.0 < self.geometric_p <= 1.0:
@@ -210,12 +237,14 @@ class PretrainArguments:
         if self.long_word_min_chars is not None and self.token_masking() != "wwm":
             raise UserError("--long_word_min_chars applies to whole-word masking only (--objective wwm, or sop/nsp "
                             "with --masking wwm)")
-        if self.word_boundaries == "offsets" and self.objective in SENTENCE_OBJECTIVES and self.masking != "mlm":
+
+    def check_sentences(self):
+        if self.word_boundaries == "offsets" and self.is_sentence_pairs() and self.masking != "mlm":
             raise UserError("--word_boundaries offsets needs offset_mapping in the data, which the sentence pairs "
                             "built by run_pretrain.py do not carry: use auto or wordpiece (with --objective wwm, "
                             "ngram or span the boundaries come from each document's text and offsets work)")
-        if self.tokenizer_vocab_size < 100:
-            raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+    def check_denoising(self):
         for name in ("mask_ratio", "mask_random", "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio",
                      "token_delete_ratio"):
             value = getattr(self, name)
@@ -223,10 +252,14 @@ class PretrainArguments:
                 raise UserError(f"--{name} must be in [0, 1], got {value}")
         if self.poisson_lambda is not None and self.poisson_lambda <= 0:
             raise UserError(f"--poisson_lambda must be > 0, got {self.poisson_lambda}")
+
+    def check_span_corruption(self):
         if not 0.0 < self.noise_density < 1.0:
             raise UserError(f"--noise_density must be in (0, 1), got {self.noise_density}")
         if self.mean_noise_span_length < 1:
             raise UserError(f"--mean_noise_span_length must be >= 1, got {self.mean_noise_span_length}")
+
+    def check_mixture(self):
         if self.mixture_cap is not None and self.mixture_cap < 1:
             raise UserError(f"--mixture_cap must be a positive number of examples, got {self.mixture_cap}")
         if self.mixture_temperature <= 0:
@@ -235,11 +268,35 @@ class PretrainArguments:
     def default_use_fused_loss(self):
         """On where it is faster: masked objectives always, bart/t5/clm (every row labelled) with a GPU."""
         import torch
-        return self.objective not in GENERATIVE_OBJECTIVES or torch.cuda.is_available()
+        return not get_objective(self.objective).all_rows_labelled or torch.cuda.is_available()
+
+    def is_sentence_pairs(self):
+        return get_objective(self.objective).examples == "sentences"
 
     def token_masking(self):
         """The token masking in use: the objective itself, or --masking for sop/nsp."""
-        return self.masking if self.objective in SENTENCE_OBJECTIVES else self.objective
+        return self.masking if self.is_sentence_pairs() else self.objective
+
+    def check_groups_used(self, groups, asked):
+        """A flag of an option group that none of the run's objectives reads (given: `asked(flag)`) is an error."""
+        for group, flags in OPTION_GROUPS.items():
+            given = [f for f in flags if asked(f)]
+            if group not in groups and given:
+                raise UserError(f"--{given[0]} is a {group.replace('_', ' ')} option, which --objective "
+                                f"{self.objective} does not use (it reads: {', '.join(sorted(groups)) or 'none'})")
+
+
+# the flags each option group holds; registry.Objective.option_groups names the groups an objective reads
+OPTION_GROUPS = {
+    "masking": ("word_boundaries", "segmenter", "replace_level", "span_distribution", "max_ngram", "geometric_p",
+                "max_span_length", "long_word_min_chars"),
+    "sentences": ("masking",),
+    "denoising": ("bart_recipe", "mask_ratio", "mask_random", "poisson_lambda", "mask_unit", "replace_length",
+                  "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio", "token_delete_ratio"),
+    "span_corruption": ("noise_density", "mean_noise_span_length"),
+    "causal": ("clm_packing",),
+    "mixture": ("mixture_cap", "mixture_temperature"),
+}
 
 
 @dataclass

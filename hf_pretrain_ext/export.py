@@ -13,26 +13,24 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer
 
 from .errors import UserError
+from .registry import get_family
 
-_OURS = {"hfpx-bert": ("bert", "HfpxBert", "Bert"), "hfpx-gpt": ("gpt2", "HfpxGPT", "GPT2"),
-         "hfpx-bart": ("bart", "HfpxBart", "Bart"), "hfpx-t5": ("t5", "HfpxT5", "T5")}
-_DEFAULT_ARCH = {"hfpx-bert": "HfpxBertForMaskedLM", "hfpx-gpt": "HfpxGPTForCausalLM",
-                 "hfpx-bart": "HfpxBartForConditionalGeneration", "hfpx-t5": "HfpxT5ForConditionalGeneration"}
-_RENAMED = {"GPT2ForCausalLM": "GPT2LMHeadModel"}  # stock class names that do not follow the pattern
 _EXTRA_KEYS = ("sparse_prediction", "use_fused_loss", "loss_backend")
 
 
 def stock_config(config):
-    """The stock config of an hfpx config, and the stock class name of its first architecture."""
-    if config.model_type not in _OURS:
+    """The stock config of an hfpx config, and the stock class name of its first architecture (the family's
+    registry entry names the stock type and the class-name prefixes)."""
+    family = get_family(config.model_type)
+    if family is None or family.model_type != config.model_type:
         raise UserError(f"model_type {config.model_type!r} is already a stock architecture; nothing to export")
-    stock_type, ours_prefix, stock_prefix = _OURS[config.model_type]
+    ours_prefix, stock_prefix = family.class_prefix
     values = {k: v for k, v in config.to_dict().items() if k not in _EXTRA_KEYS + ("model_type",)}
-    arch = (config.architectures or [_DEFAULT_ARCH[config.model_type]])[0]
+    arch = (config.architectures or [family.default_architecture])[0]
     stock_arch = arch.replace(ours_prefix, stock_prefix, 1)
-    stock_arch = _RENAMED.get(stock_arch, stock_arch)
+    stock_arch = family.renamed.get(stock_arch, stock_arch)
     values["architectures"] = [stock_arch]
-    return AutoConfig.for_model(stock_type, **values), stock_arch
+    return AutoConfig.for_model(family.stock_type, **values), stock_arch
 
 
 def export_stock(src, dst):

@@ -15,13 +15,13 @@ from .export import export_stock
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
                "vocab.json")
-PIPELINE = {"mlm": "fill-mask", "wwm": "fill-mask", "ngram": "fill-mask", "clm": "text-generation",
-            "bart": "text2text-generation", "t5": "text2text-generation"}
 
 
-def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics, repo_id=None, license=None):
+def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics, repo_id=None, license=None,
+                   pipeline=None, description=None):
     """Write the folder that would be uploaded; returns its path (rebuilt if it exists). `repo_id` goes into the
-    card's usage example, `license` into its metadata."""
+    card's usage example, `license` into its metadata, `pipeline` (the Hub pipeline tag) and `description` (what
+    the objective does) come from the objective's registry entry."""
     output_dir, folder = Path(output_dir), Path(folder)
     if folder.exists():
         shutil.rmtree(folder)  # ours, rebuilt on every run (it lives inside the run's output_dir)
@@ -39,7 +39,8 @@ def prepare_upload(output_dir, folder, objective, data, hyperparameters, metrics
         shutil.copy2(output_dir / "loss_curve.png", folder / "loss_curve.png")
     stock = json.loads((folder / "config.json").read_text())
     (folder / "README.md").write_text(model_card(stock, objective, data, hyperparameters, metrics,
-                                                 (folder / "loss_curve.png").is_file(), repo_id, license),
+                                                 (folder / "loss_curve.png").is_file(), repo_id, license,
+                                                 pipeline, description),
                                       encoding="utf-8")
     return folder
 
@@ -52,18 +53,19 @@ _AUTO = (("ForMaskedLM", "AutoModelForMaskedLM"), ("ForPreTraining", "AutoModelF
 _NOT_METRICS = ("runtime", "per_second", "samples", "epoch")
 
 
-def model_card(config, objective, data, hyperparameters, metrics, has_plot, repo_id=None, license=None):
+def model_card(config, objective, data, hyperparameters, metrics, has_plot, repo_id=None, license=None, pipeline=None,
+               description=None):
     arch = (config.get("architectures") or ["AutoModel"])[0]
     auto = next((a for suffix, a in _AUTO if arch.endswith(suffix)), "AutoModel")
     repo = repo_id or "REPO_ID"
     metrics = {k: v for k, v in metrics.items() if not any(word in k for word in _NOT_METRICS)}
     lines = ["---", "library_name: transformers", f"license: {license or 'other'}",
-             f"pipeline_tag: {PIPELINE.get(objective, 'feature-extraction')}",
+             f"pipeline_tag: {pipeline or 'feature-extraction'}",
              "tags:", "- hf_pretrain_ext", f"- {objective}", "---", "",
              f"# {config.get('model_type', 'model')} pretrained with hf_pretrain_ext ({objective})", "",
              f"Architecture: `{arch}` ({config.get('num_hidden_layers', '?')} layers, hidden size "
              f"{config.get('hidden_size', '?')}, vocabulary {config.get('vocab_size', '?')}). Loads with plain "
-             "transformers; no custom code.", "", "## Objective", "", _OBJECTIVE_TEXT.get(objective, objective), "",
+             "transformers; no custom code.", "", "## Objective", "", description or objective, "",
              "## Data", ""]
     lines += [f"- {d}" for d in data] + ["", "## Hyper-parameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in hyperparameters.items()]
@@ -75,10 +77,6 @@ def model_card(config, objective, data, hyperparameters, metrics, has_plot, repo
               f'model = {auto}.from_pretrained("{repo}")', f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
               "```", ""]
     return "\n".join(lines)
-
-
-_OBJECTIVE_TEXT = {"mlm": "BERT masked language modelling: 15% of tokens selected (special tokens and padding "
-                          "never), of those 80% [MASK], 10% a random ordinary token, 10% kept."}
 
 
 def _fmt(v):

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from .constants import IGNORE_INDEX
+
 EVALUATE_MODULES = Path(__file__).resolve().parent / "evaluate_modules"
 
 
@@ -84,3 +85,21 @@ def perplexity(loss):
         return math.exp(loss)
     except OverflowError:
         return float("inf")
+
+
+def preprocess_logits_for_causal_metrics(logits, labels):
+    """Like metrics.preprocess_logits_for_metrics, for next-token targets: dense [B, L, V] logits predict position
+    t + 1, so predictions are shifted onto the label they target (sparse hfpx-gpt rows are already aligned to the
+    labelled positions of labels[:, 1:])."""
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    if logits.dim() == 3 and logits.shape[:-1] == labels.shape:
+        preds = torch.full_like(labels, IGNORE_INDEX)
+        preds[:, 1:] = logits[:, :-1].argmax(-1)
+        return preds
+    target = labels[:, 1:] != IGNORE_INDEX
+    if logits.dim() == 2 and logits.shape[0] == int(target.sum()):
+        preds = torch.full_like(labels, IGNORE_INDEX)
+        preds[:, 1:][target] = logits.argmax(-1).to(preds.dtype)
+        return preds
+    return preprocess_logits_for_metrics(logits, labels)

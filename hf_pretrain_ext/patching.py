@@ -16,9 +16,8 @@ import types
 
 import torch
 
+from .constants import IGNORE_INDEX
 from .kernels import fused_linear_cross_entropy
-
-IGNORE_INDEX = -100
 
 
 def loss_kind(model):
@@ -38,16 +37,27 @@ def is_patched(model):
     return "_hfpx_original_forward" in model.__dict__
 
 
-def apply_fused_loss(model, backend="auto"):
+def set_fused_loss(model, enabled, backend=None):
+    """The one switch of the fused loss for a model (run_pretrain.py's --use_fused_loss comes here): on through
+    `apply_fused_loss`, off through `revert_fused_loss`. Returns the model."""
+    return apply_fused_loss(model, backend) if enabled else revert_fused_loss(model)
+
+
+def apply_fused_loss(model, backend=None):
     """Patch `model` in place to train through the fused loss head; returns the model. Idempotent.
 
-    hfpx models have the fused path built in: for them this only sets `config.use_fused_loss`."""
+    hfpx models have the fused path built in: for them this only sets `config.use_fused_loss`. `backend` ('auto',
+    'triton', 'torch'): None keeps an hfpx config's own `loss_backend` (e.g. from --config_overrides
+    loss_backend=torch) and means 'auto' for a stock model. HFPX_LOSS_BACKEND in the environment overrides every
+    choice (hf_pretrain_ext.kernels.functional.resolve_backend)."""
     if getattr(model.config, "model_type", "").startswith("hfpx-"):
         model.config.use_fused_loss = True
-        model.config.loss_backend = backend
+        if backend is not None:
+            model.config.loss_backend = backend
         return model
     if is_patched(model):
         return model
+    backend = backend or "auto"
     kind = loss_kind(model)
     head = model.get_output_embeddings()
     if head is None or not hasattr(head, "weight"):

@@ -10,15 +10,19 @@
   aside into `superseded-<time>/` instead of mixing with them, and a resume can compare the configuration.
 - `checkpoint_problem(path)` checks a checkpoint without loading it: trainer state, safetensors headers against
   the file sizes, optimizer and scheduler files complete (their zip directories readable).
+- `new_run_record` / `check_resume_matches`: a resumed run keeps its run_id, and is refused when the objective,
+  sequence length, tokenizer vocabulary or model shape differ from the checkpoint's.
 """
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import socket
 import struct
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -228,3 +232,37 @@ def rotate_own_checkpoints(run_dir, run_id, save_total_limit, best_model_checkpo
     for p in own:
         if p not in keep:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def new_run_record(saved, pretrain_args):
+    """This run's identity: a resumed run continues the identity of the checkpoint it resumes (`saved`, that
+    checkpoint's record, or None)."""
+    return {"run_id": (saved or {}).get("run_id") or uuid.uuid4().hex, "objective": pretrain_args.objective}
+
+
+def check_resume_matches(resume, saved, record, model):
+    """The checkpoint `resume` (its record `saved`) must come from the same configuration: objective, sequence
+    length, tokenizer and model shape (a new --max_steps, learning rate schedule end or logging is fine)."""
+    changes = [f"{key} {saved[key]!r} -> {record[key]!r}" for key in ("objective", "max_seq_length", "model_type",
+                                                                        "tokenizer_vocab_sha")
+               if key in saved and key in record and saved[key] != record[key]]
+    try:
+        config = json.loads(Path(resume, "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    now = model.config.to_dict()
+    changes += [f"{k} {config[k]!r} -> {now[k]!r}" for k in SHAPE_KEYS if k in config and k in now
+                and config[k] != now[k]]
+    if changes:
+        raise UserError(f"--resume_from_checkpoint {resume} was saved by a run with another configuration "
+                        f"({'; '.join(changes)}): resume with the same flags, or start a new run in another "
+                        f"--output_dir")
+
+
+SHAPE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size", "max_position_embeddings", "d_model", "d_ff", "num_layers", "num_decoder_layers",
+              "encoder_layers", "decoder_layers", "n_embd", "n_layer", "n_head")
+
+
+def vocab_sha(tokenizer):
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]

@@ -1,7 +1,8 @@
 """PretrainTrainer: the HF Trainer with what pretraining needs on top.
 
 - a separate evaluation collator (fixed masking, so every evaluation scores the same masked positions);
-- per-objective losses (mlm_loss, sop_loss, ...) averaged over the logging window and logged beside `loss`;
+- per-objective losses (mlm_loss, sop_loss / nsp_loss, ...: the objective's `loss_parts`, model output -> logged
+  name) averaged over the logging window and logged beside `loss`;
 - mixtures (hf_pretrain_ext.collators.mixture): a batch whose rows carry `mixture_component` is run one component
   at a time, and each component's per-token loss is logged as `<name>_loss` through the same mechanism (the sum of
   the parts is the batch's loss exactly, num_items_in_batch included);
@@ -24,6 +25,8 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .callbacks import NonFiniteLossCallback, SignalStopCallback
+from .constants import IGNORE_INDEX
+from .collators.base import CollatorBase
 from .errors import UserError
 from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
@@ -41,8 +44,10 @@ def honours_num_items(model):
 class PretrainTrainer(Trainer):
     loss_parts = LOSS_PARTS  # model outputs averaged over the logging window and logged beside `loss`
 
-    def __init__(self, *args, eval_data_collator=None, run_record=None, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, run_record=None, loss_parts=None, **kwargs):
         super().__init__(*args, **kwargs)
+        parts = self.loss_parts if loss_parts is None else loss_parts  # names, or model output -> logged name
+        self.loss_parts = dict(parts) if isinstance(parts, dict) else {name: name for name in parts}
         self.eval_data_collator = eval_data_collator
         self.run_record = run_record  # written into every checkpoint; its run_id decides what rotation may remove
         self._parts_sum = defaultdict(float)
@@ -135,10 +140,10 @@ class PretrainTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if model.training and isinstance(outputs, dict):
-            for name in self.loss_parts:
+            for name, logged in self.loss_parts.items():
                 part = outputs.get(name)
                 if part is not None:
-                    self._record_part(name, part.detach().float())
+                    self._record_part(logged, part.detach().float())
         return (loss, outputs) if return_outputs else loss
 
     def _record_part(self, name, value):
@@ -153,7 +158,7 @@ class PretrainTrainer(Trainer):
         names = getattr(self.data_collator, "component_names", None)
         labels = inputs["labels"]
         counted = labels[..., 1:] if self._loss_shifts_labels else labels
-        per_row = counted.ne(-100).sum(-1)
+        per_row = counted.ne(IGNORE_INDEX).sum(-1)
         total = num_items_in_batch if num_items_in_batch is not None else per_row.sum()
         # compute_loss scales a num_items-normalised loss by the number of processes (tokens averaged across them)
         scale = self.accelerator.num_processes if (self.args.average_tokens_across_devices
@@ -186,13 +191,14 @@ class PretrainTrainer(Trainer):
 
 
 class CollatorEpochCallback(TrainerCallback):
-    """Tell the collator the epoch, so per-example masks are drawn from (seed, epoch, example index)."""
+    """Tell the collator the epoch, so per-example masks are drawn from (seed, epoch, example index). Only our
+    collators (hf_pretrain_ext.collators.base.CollatorBase) have one; any other collator is left alone."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        if hasattr(self.collator, "set_epoch"):
+        if isinstance(self.collator, CollatorBase):
             # state.epoch is a whole number at an epoch's start and fractional when resuming inside one
             self.collator.set_epoch(math.floor((state.epoch or 0) + 1e-6))
 

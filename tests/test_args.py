@@ -11,7 +11,8 @@ def test_defaults_train_and_evaluate():
     model_args, data_args, pretrain_args, training_args = parse_args([])
     assert training_args.do_train and training_args.do_eval
     assert pretrain_args.objective == "mlm" and data_args.mlm_probability == 0.15
-    assert model_args.model_name_or_path is None and model_args.model_type == "hfpx-bert"
+    # model_type None: the objective's own family (hfpx-bert for mlm), #15
+    assert model_args.model_name_or_path is None and model_args.model_type is None
     assert training_args.output_dir == "output/hfpx-bert-mlm"
 
 

@@ -71,9 +71,11 @@ def test_mixture_decides_the_objective_or_is_refused(capsys):
     assert pretrain.objective == "bart" and pretrain.use_fused_loss == pretrain.default_use_fused_loss()
     _, _, pretrain, _ = parse_args(["--mixture", "bart=0.7,t5=0.3", "--objective", "t5"])
     assert pretrain.objective == "t5"
+    _, _, pretrain, _ = parse_args(["--mixture", "wwm=0.5,mlm=0.5"])  # encoder mixtures are built now (#15)
+    assert pretrain.objective == "wwm"
     for bad, needle in ((["--objective", "clm", "--mixture", "bart=0.5,t5=0.5"], "not one of the --mixture"),
-                        (["--mixture", "mlm=0.5,wwm=0.5"], "not supported yet"),
-                        (["--objective", "mlm", "--mixture", "mlm=0.5,wwm=0.5"], "not supported yet")):
+                        (["--mixture", "mlm=0.5,sop=0.5"], "cannot share"),
+                        (["--objective", "nsp", "--mixture", "mlm=0.5,wwm=0.5"], "not one of the --mixture")):
         assert needle in refused(bad, capsys)
 
 

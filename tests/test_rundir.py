@@ -148,11 +148,11 @@ def test_failure_before_training_leaves_no_output_dir(tmp_path, capsys, monkeypa
     make_corpus(tmp_path / "c.txt")
     main(quick_args(out, "--train_file", str(tmp_path / "c.txt")))
     # SIGINT (Ctrl-C) during tokenizer training: one line, exit 130, the new directory removed
-    import hf_pretrain_ext.cli as cli
+    import hf_pretrain_ext.steps as steps  # the run's steps (#15 moved them out of cli.py)
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "train_tokenizer", interrupted)
+    monkeypatch.setattr(steps, "train_tokenizer", interrupted)
     out2 = tmp_path / "new2"
     assert "interrupted" in refused(quick_args(out2, "--train_file", str(tmp_path / "c.txt")), capsys, code=130)
     assert not out2.exists()

@@ -4,8 +4,10 @@ mlm: BERT token masking (mlm.py). wwm / ngram / span: whole words, whole-word n-
 one position (spans.py, boundaries from words.py). sop / nsp: sentence pairs with a sentence-order or
 next-sentence label, combined with any of mlm / wwm / ngram (pairs.py). Shared masking math: masking.py.
 bart: fairseq denoising (denoising.py). t5: span corruption (span_corruption.py). clm: causal LM with
-document-aware packing (causal.py). Mixtures of datasets or objectives: mixture.py.
+document-aware packing (causal.py). Mixtures of datasets or objectives: mixture.py. Every collator derives from
+`CollatorBase` (base.py: seed, epoch, set_epoch, for_eval), which a collator of your own should too.
 """
+from .base import CollatorBase
 from .causal import CausalLMCollator
 from .denoising import BART_RECIPES, DenoisingCollator
 from .mixture import (MixtureDataset, ObjectiveMixtureCollator, TaggedCollator, build_mixture,
@@ -38,7 +40,7 @@ def build_collator(objective, tokenizer, **options):
     return cls(tokenizer, **options)
 
 
-__all__ = ["build_collator", "MLMCollator", "WholeWordMaskCollator", "NgramMaskCollator", "SpanMaskCollator",
+__all__ = ["build_collator", "CollatorBase", "MLMCollator", "WholeWordMaskCollator", "NgramMaskCollator", "SpanMaskCollator",
            "SentenceOrderCollator", "NextSentenceCollator", "WordBoundaries", "add_word_starts",
            "DocumentWordStarts",
            "DenoisingCollator", "SpanCorruptionCollator", "CausalLMCollator", "BART_RECIPES",

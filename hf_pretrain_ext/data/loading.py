@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, IterableDatasetDict, load_dataset
 
-from ..args import TEXT_EXTENSIONS
+from ..constants import TEXT_EXTENSIONS
 from ..errors import UserError
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "sample_data" / "sample_corpus.txt"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from ..cli import (check_output_dir, check_stopped, parse_dataclasses, resolve_max_seq_length, resolve_resume,
+from ..entry import (check_output_dir, check_stopped, parse_dataclasses, resolve_max_seq_length, resolve_resume,
                    run_command, setup_logging)
 from ..errors import UserError
 from ..plotting import plot_loss_curve
