@@ -26,7 +26,7 @@ def test_exact_lengths_and_reconstruction(inputs_length):
     coll = build_collator("t5", tok, seed=1)
     raw, targets = coll.lengths(inputs_length)
     feats = blocks(tok, 8, raw)
-    feats[3]["input_ids"][10] = tok.eos_token_id  # a document separator inside a block is an ordinary token
+    feats[3]["input_ids"][10] = tok.eos_token_id  # a document separator: never noise, lengths unchanged
     out = coll(feats)
     assert out["input_ids"].shape == (8, inputs_length) and out["labels"].shape == (8, targets)
     assert (out["attention_mask"] == 1).all() and (out["labels"] != -100).all()
@@ -61,6 +61,38 @@ def test_documents_shorter_than_a_span_pass_through():
     out = build_collator("t5", tok)([{"input_ids": [], "example_index": 0}, {"input_ids": [40], "example_index": 1}])
     assert out["input_ids"][1, :2].tolist() == [40, tok.eos_token_id]
     assert out["labels"][1].tolist()[0] == tok.eos_token_id and out["labels"][0].tolist()[0] == tok.eos_token_id
+
+
+def test_spans_never_cross_a_document_separator():
+    """#17: in packed blocks (EOS between documents) no noise span covers or crosses a separator, the block keeps
+    its noise and span totals (inputs exactly max_seq_length), and the raw block is reconstructed exactly."""
+    from hf_pretrain_ext.collators.span_corruption import document_noise_mask, noise_span_counts
+    tok = tiny_bpe_tokenizer(sentinels=True)
+    coll = build_collator("t5", tok, seed=3)
+    raw, _ = coll.lengths(128)
+    rng = np.random.default_rng(5)
+    feats = blocks(tok, 64, raw, seed=2)
+    for f in feats:  # documents of 3 to 60 tokens packed back to back
+        cut = 0
+        while True:
+            cut += int(rng.integers(3, 60))
+            if cut >= raw:
+                break
+            f["input_ids"][cut] = tok.eos_token_id
+    out = coll(feats)
+    assert out["input_ids"].shape == (64, 128)
+    sentinels = set(coll.sentinels.tolist())
+    for i, f in enumerate(feats):
+        labels = out["labels"][i].tolist()
+        assert reconstruct(out["input_ids"][i].tolist(), labels, coll.sentinels) == f["input_ids"]
+        assert tok.eos_token_id not in labels[:-1]  # no target span holds a separator
+        inputs = out["input_ids"][i].tolist()
+        assert inputs.count(tok.eos_token_id) == f["input_ids"].count(tok.eos_token_id) + 1
+        assert len(sentinels & set(inputs)) == noise_span_counts(raw, 0.15, 3.0)[1]
+    # blocks without separators are masked exactly as before (same draws)
+    for k in range(50):
+        assert (document_noise_mask(np.zeros(141, bool), 0.15, 3.0, np.random.default_rng(k))
+                == random_spans_noise_mask(141, 0.15, 3.0, np.random.default_rng(k))).all()
 
 
 def test_noise_statistics():

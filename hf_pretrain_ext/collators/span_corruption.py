@@ -4,7 +4,10 @@ For a raw block of tokens, round(length * noise_density) tokens in round(noise /
 noise (T5's `random_spans_noise_mask`: span and gap lengths are random segmentations; the mask starts with
 non-noise and ends with noise). Inputs: the non-noise tokens, each noise span replaced by the next sentinel
 (<extra_id_0>, <extra_id_1>, ...), then EOS. Targets: each sentinel followed by the span it stands for, then EOS.
-Inputs + targets give the raw block back exactly (see `reconstruct`).
+Inputs + targets give the raw block back exactly (see `reconstruct`). Special tokens inside a block (the EOS or
+[SEP] between packed documents) are never noise and no span crosses one: the block's noise tokens and spans are
+shared out over the runs between them in proportion to their lengths (`document_noise_mask`), so the totals, and
+the input length, stay as they are.
 
 Raw blocks should be `t5_input_and_target_lengths(L)[0]` tokens long so that inputs are exactly L tokens
 (512 -> 568 raw, 114 targets; 128 -> 141 raw, 29 targets): `run_pretrain.py --objective t5` groups (packs) the
@@ -25,7 +28,7 @@ from ..constants import IGNORE_INDEX
 from .base import CollatorBase
 from .masking import pad_batch
 from .rng import example_keys, example_rng
-from .vocab import shift_right
+from .vocab import shift_right, special_table
 
 SENTINEL = "<extra_id_{}>"
 
@@ -59,8 +62,12 @@ def noise_span_counts(length, noise_density, mean_noise_span_length):
 
 def random_spans_noise_mask(length, noise_density, mean_noise_span_length, rng):
     """Bool [length]: True on noise tokens. Alternating non-noise/noise spans, starting with non-noise."""
-    noise, spans = noise_span_counts(length, noise_density, mean_noise_span_length)
+    return spans_mask(length, *noise_span_counts(length, noise_density, mean_noise_span_length), rng)
 
+
+def spans_mask(length, noise, spans, rng):
+    """Bool [length] with exactly `noise` noise tokens in `spans` spans (T5's random segmentations), starting with
+    non-noise and ending with noise; needs 1 <= spans <= noise and spans <= length - noise."""
     def segmentation(n_items, n_segments):  # random split of n_items into n_segments non-empty parts
         first = np.zeros(n_items, dtype=bool)
         first[1 + rng.permutation(n_items - 1)[:n_segments - 1]] = True
@@ -70,6 +77,40 @@ def random_spans_noise_mask(length, noise_density, mean_noise_span_length, rng):
     span_id = np.zeros(length, dtype=np.int64)
     span_id[np.cumsum(interleaved)[:-1]] = 1
     return np.cumsum(span_id) % 2 == 1
+
+
+def document_noise_mask(barrier, noise_density, mean_noise_span_length, rng):
+    """The noise mask of a packed block whose `barrier` [length] marks the special tokens (EOS / [SEP] between
+    documents): they are never noise and no span crosses them. The block keeps its totals (noise tokens and spans of
+    `noise_span_counts(length)`, so inputs stay exactly as long as without barriers); they are shared out over the
+    runs between barriers in proportion to their lengths, each run masked on its own. A block without barriers is
+    masked exactly as `random_spans_noise_mask` masks it (same draws)."""
+    length = len(barrier)
+    if not barrier.any():
+        return random_spans_noise_mask(length, noise_density, mean_noise_span_length, rng)
+    noise, spans = noise_span_counts(length, noise_density, mean_noise_span_length)
+    edges = np.flatnonzero(np.diff(np.concatenate([[True], barrier, [True]]).astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]  # the runs of ordinary tokens
+    sizes = ends - starts
+    run_spans = share_out(spans, sizes, sizes // 2)  # a span needs a noise and a non-noise token of its own
+    run_noise = run_spans + share_out(noise - run_spans.sum(), sizes,
+                                      np.where(run_spans > 0, sizes - 2 * run_spans, 0))
+    mask = np.zeros(length, dtype=bool)
+    for start, size, n, s in zip(starts, sizes, run_noise, run_spans):
+        if s:
+            mask[start:start + size] = spans_mask(size, n, s, rng)
+    return mask
+
+
+def share_out(total, weights, caps):
+    """Integers summing to min(total, caps.sum()), each <= its cap, as close as they can be to `total` in proportion
+    to `weights`: whole shares first, then one at a time to the run furthest below its share."""
+    total = min(int(total), int(caps.sum()))
+    share = total * weights / max(weights.sum(), 1)
+    out = np.minimum(np.floor(share).astype(np.int64), caps)
+    for _ in range(total - int(out.sum())):
+        out[np.argmax(np.where(out < caps, share - out, -np.inf))] += 1
+    return out
 
 
 def sentinel_ids(tokenizer):
@@ -142,6 +183,7 @@ class SpanCorruptionCollator(CollatorBase):
             raise ValueError("T5 span corruption needs the tokenizer's end-of-sequence (eos, or [SEP]) and pad "
                              "tokens")
         self.eos_id, self.pad_id = eos, tok.pad_token_id
+        self.special = special_table(tok)  # never noise; no span crosses one (document separators)
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.pad_id  # T5 convention
 
@@ -155,13 +197,15 @@ class SpanCorruptionCollator(CollatorBase):
         noise = np.zeros_like(real)  # [B, L]
         for row, (block, key) in enumerate(zip(blocks, keys)):
             if len(block) >= 2:
-                noise[row, :len(block)] = random_spans_noise_mask(len(block), self.noise_density,
-                                                                  self.mean_noise_span_length,
-                                                                  example_rng(self.seed, self.epoch, key))
+                noise[row, :len(block)] = document_noise_mask(self.special[block], self.noise_density,
+                                                              self.mean_noise_span_length,
+                                                              example_rng(self.seed, self.epoch, key))
         passthrough = np.array([len(b) < 2 for b in blocks])[:, None]
         before = np.pad(noise[:, :-1], ((0, 0), (1, 0)))  # noise flag of the previous position
         noise_start = noise & ~before  # first token of each noise span
         clean_start = real & ~noise & (before | (np.arange(noise.shape[1]) == 0)) & ~passthrough
+        clean_start &= np.flip(np.cumsum(np.flip(noise, 1), 1), 1) > 0  # a noise span follows (a packed block
+        # may end with clean tokens after its last span: they get no sentinel)
         needed = int(noise_start.sum(1).max(initial=0))
         if needed > len(self.sentinels):
             raise ValueError(f"an example needs {needed} sentinels but the tokenizer has {len(self.sentinels)}; "
