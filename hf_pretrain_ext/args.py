@@ -238,12 +238,6 @@ class PretrainArguments:
             raise UserError("--long_word_min_chars applies to whole-word masking only (--objective wwm, or sop/nsp "
                             "with --masking wwm)")
 
-    def check_sentences(self):
-        if self.word_boundaries == "offsets" and self.is_sentence_pairs() and self.masking != "mlm":
-            raise UserError("--word_boundaries offsets needs offset_mapping in the data, which the sentence pairs "
-                            "built by run_pretrain.py do not carry: use auto or wordpiece (with --objective wwm, "
-                            "ngram or span the boundaries come from each document's text and offsets work)")
-
     def check_denoising(self):
         for name in ("mask_ratio", "mask_random", "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio",
                      "token_delete_ratio"):
@@ -290,7 +284,7 @@ class PretrainArguments:
 OPTION_GROUPS = {
     "masking": ("word_boundaries", "segmenter", "replace_level", "span_distribution", "max_ngram", "geometric_p",
                 "max_span_length", "long_word_min_chars"),
-    "sentences": ("masking",),
+    "sentences": ("masking",),  # sop / nsp
     "denoising": ("bart_recipe", "mask_ratio", "mask_random", "poisson_lambda", "mask_unit", "replace_length",
                   "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio", "token_delete_ratio"),
     "span_corruption": ("noise_density", "mean_noise_span_length"),

@@ -145,6 +145,7 @@ for _name, _label in (("sop", "sentence_order_label"), ("nsp", "next_sentence_la
     register_objective(Objective(
         _name, kind="encoder", family="hfpx-bert", auto_class="AutoModelForPreTraining",
         collator=pair_collator(_name), needs=("mask_token", "pad_token"), examples="sentences",
+        word_starts=lambda pretrain_args: pretrain_args.masking != "mlm",
         eval_collator=nsp_eval_collator if _name == "nsp" else None, label_names=("labels", _label),
         loss_parts={"mlm_loss": "mlm_loss", "sop_loss": f"{_name}_loss"}, option_groups=("masking", "sentences"),
         description=DESCRIPTIONS[_name]))

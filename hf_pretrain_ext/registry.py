@@ -57,7 +57,8 @@ class Objective:
     prepare_tokenizer: Callable | None = None  # prepare_tokenizer(tokenizer) -> tokenizer (e.g. T5 sentinels)
     examples: str = "blocks"  # "blocks" (packed documents) or "sentences" (sentence pairs, sop/nsp)
     block_length: Callable = lambda max_seq_length, pretrain_args: max_seq_length
-    word_starts: bool = False  # pack each token's word-start flag (from the document's text) beside the ids
+    word_starts: bool | Callable = False  # carry each token's word start (found on the document's text) beside
+    # the ids; or a function of the PretrainArguments (sop/nsp: only with --masking wwm / ngram)
     eval_collator: Callable | None = None  # eval_collator(collator, eval_dataset) -> collator; default for_eval()
     metrics: Callable | None = None  # preprocess_logits_for_metrics; None: the masked-LM one
     loss_parts: dict = field(default_factory=dict)  # model output -> logged name, e.g. {"sop_loss": "nsp_loss"}
@@ -66,6 +67,9 @@ class Objective:
     option_groups: tuple = ()  # groups of flags it reads (args.OPTION_GROUPS), validated once per run
     pipeline: str | None = None  # the Hub pipeline tag of its model card
     description: str = ""  # one paragraph for the model card
+
+    def wants_word_starts(self, pretrain_args):
+        return self.word_starts(pretrain_args) if callable(self.word_starts) else bool(self.word_starts)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -157,15 +157,16 @@ def model(run):
 
 def prepare_examples(run, raw):
     """One raw DatasetDict as training examples: sentence pairs, or packed blocks of the shortest length any of
-    the run's objectives needs (with word starts from each document's own text when one of them wants them)."""
-    data_args, tok = run.data_args, run.tokenizer
+    the run's objectives needs; with word starts from each document's own text when one of them wants them."""
+    data_args, tok, args = run.data_args, run.tokenizer, run.pretrain_args
     cache = not data_args.overwrite_cache
-    if run.objective.examples == "sentences":
-        return prepare_sentence_examples(raw, tok, run.max_seq_length, data_args.preprocessing_num_workers, cache)
-    length = min(o.block_length(run.max_seq_length, run.pretrain_args) for o in run.objectives)
     starts = None
-    if any(o.word_starts for o in run.objectives):
-        starts = DocumentWordStarts(tok, run.pretrain_args.word_boundaries, run.pretrain_args.segmenter)
+    if any(o.wants_word_starts(args) for o in run.objectives):
+        starts = DocumentWordStarts(tok, args.word_boundaries, args.segmenter)
+    if run.objective.examples == "sentences":
+        return prepare_sentence_examples(raw, tok, run.max_seq_length, data_args.preprocessing_num_workers, cache,
+                                         word_starts=starts)
+    length = min(o.block_length(run.max_seq_length, args) for o in run.objectives)
     return tokenize_and_group(raw, tok, length, data_args.line_by_line, data_args.preprocessing_num_workers, cache,
                               word_starts=starts)
 

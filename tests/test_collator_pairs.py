@@ -186,3 +186,45 @@ def test_chinese_sop_with_jieba_wwm():
     sel = out["labels"] != IGNORE_INDEX
     assert out["input_ids"].shape == out["token_type_ids"].shape and sel.any()
     assert 0.2 < out["sentence_order_label"].float().mean() < 0.8
+
+
+@pytest.mark.parametrize("objective", ["sop", "nsp"])
+def test_word_starts_from_the_text_travel_with_their_tokens(objective):
+    """#17: with DocumentWordStarts the chunks carry word starts found on each sentence's text (jieba for Chinese),
+    and the pair the collator builds masks by exactly those flags: every word whole or not at all."""
+    pytest.importorskip("jieba")
+    from hf_pretrain_ext.collators import DocumentWordStarts
+    tok = zh_tokenizer()
+    lines = shared_lines("zh_pretrain/CLUECorpusSmall_sampled.txt", 40, min_chars=200)
+    starts = DocumentWordStarts(tok, "auto", "jieba")
+    ds = prepare_sentence_examples(DatasetDict(train=Dataset.from_dict({"text": lines})), tok, 512,
+                                   load_from_cache=False, word_starts=starts)["train"]
+    plain = prepare_sentence_examples(DatasetDict(train=Dataset.from_dict({"text": lines})), tok, 512,
+                                      load_from_cache=False)["train"]
+    assert ds["input_ids"] == plain["input_ids"] and ds["sentence_lengths"] == plain["sentence_lengths"]
+    assert all(len(w) == len(i) for w, i in zip(ds["word_starts"], ds["input_ids"]))
+    options = {"pool": ds} if objective == "nsp" else {}
+    coll = build_collator(objective, tok, max_seq_length=512, masking="wwm", seed=3, mlm_probability=0.3, **options)
+    seen = {}
+    apply = coll.masker.apply
+    coll.masker.apply = lambda ids, real, draws, **kw: seen.update(kw, ids=ids) or apply(ids, real, draws, **kw)
+    feats = [ds[i] for i in range(min(32, len(ds)))]
+    out = coll(feats)
+    flags, ids = seen["precomputed"], seen["ids"]
+    label = out["sentence_order_label" if objective == "sop" else "next_sentence_label"]
+    for row, f in enumerate(feats):
+        ordinary = ids[row] >= 0
+        ordinary &= ~np.isin(ids[row], tok.all_special_ids)
+        seq, marks = ids[row][ordinary], flags[row][ordinary]
+        if objective == "sop" and len(seq) == len(f["input_ids"]):  # not truncated: A B or B A of the chunk
+            cut = int((out["token_type_ids"][row] == 1).sum()) - 1  # swapped: the second segment is A, the cut
+            order = np.r_[cut:len(seq), 0:cut] if int(label[row]) else np.arange(len(seq))
+            assert seq.tolist() == np.asarray(f["input_ids"])[order].tolist()
+            assert marks.astype(int).tolist() == np.asarray(f["word_starts"])[order].tolist()
+        # every word (a start and the continuations after it; truncation may cut a word at the front of a
+        # segment: the token after [SEP] then starts one) is selected whole or not at all
+        after_special = np.r_[True, ~ordinary[:-1]][ordinary]
+        selected = (out["labels"][row].numpy() != IGNORE_INDEX)[ordinary]
+        word = np.cumsum(marks | after_special)
+        for w in np.unique(word[selected]):
+            assert selected[word == w].all(), (row, w)

@@ -12,7 +12,10 @@ Input features are sentence chunks from data.pairs.prepare_sentence_examples (`i
 - the pair is truncated to max_seq_length - 3 tokens as Megatron does: tokens come off the longer side, each from
   its front or its back with probability 0.5 (drawn in closed form: a binomial count per side);
 - [CLS] A [SEP] B [SEP] with token_type_ids 0 then 1 is masked by `masking` ('mlm', 'wwm' or 'ngram', with
-  that collator's options; word boundaries and jieba run on the assembled pair).
+  that collator's options). Word boundaries: the features' `word_starts` when they carry them
+  (prepare_sentence_examples with a DocumentWordStarts: found on the text, what run_pretrain.py does), else those
+  of the masking collator on the assembled pair. Each token travels through the split, the swap, the random
+  segment and the truncation as one integer, id * 2 + word start, so the flags always stay with their tokens.
 """
 import numpy as np
 import torch
@@ -72,13 +75,19 @@ class SentencePairCollator(CollatorBase):
         its masker is built again with the new seed."""
         return self.__class__(**{**self.arguments(), **changes})
 
+    @staticmethod
+    def tokens(feature):
+        """A feature's tokens as id * 2 + word start (0 without a word_starts column)."""
+        ids = np.asarray(feature["input_ids"], dtype=np.int64) * 2
+        return ids + np.asarray(feature["word_starts"], dtype=np.int64) if "word_starts" in feature else ids
+
     def __call__(self, features):
-        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        cls_id, sep_id = 2 * self.tokenizer.cls_token_id + 1, 2 * self.tokenizer.sep_token_id + 1
         max_tokens = self.max_seq_length - 3
         sequences, types, labels, draws = [], [], [], []
         for key, f in zip(example_keys(features), features):
             rng = example_rng(self.seed, self.epoch, key)
-            ids = np.asarray(f["input_ids"], dtype=np.int64)
+            ids = self.tokens(f)
             bounds = np.cumsum(f["sentence_lengths"])
             if len(bounds) < 2:
                 raise ValueError("a sentence-pair example needs at least two sentences; prepare the data with "
@@ -91,9 +100,11 @@ class SentencePairCollator(CollatorBase):
             types.append(np.concatenate([np.zeros(len(a) + 2, np.int64), np.ones(len(b) + 1, np.int64)]))
             labels.append(label)
             draws.append(self.masker.draw(rng, len(seq)))
-        ids, real = pad_batch(sequences, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        packed, real = pad_batch(sequences, 2 * self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        ids, starts = packed >> 1, (packed & 1).astype(bool)
         token_types, _ = pad_batch(types, 0, self.pad_to_multiple_of)
-        batch = self.masker.apply(ids, real, stack_draws(draws, ids.shape[1], draws[0].shape[0]))
+        given = {"precomputed": starts} if all("word_starts" in f for f in features) else {}
+        batch = self.masker.apply(ids, real, stack_draws(draws, ids.shape[1], draws[0].shape[0]), **given)
         batch["token_type_ids"] = token_types
         batch[self.label_name] = np.array(labels, dtype=np.int64)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
@@ -146,5 +157,5 @@ class NextSentenceCollator(SentencePairCollator):
         room = max(max_tokens - len(a), 1)
         n = max(1, int(np.searchsorted(bounds, room, side="right")))  # whole sentences that fit, at least one
         offset = int(lengths[:start].sum())
-        b = np.asarray(other["input_ids"][offset:offset + int(bounds[n - 1])], dtype=np.int64)
+        b = self.tokens(other)[offset:offset + int(bounds[n - 1])]
         return a, b, 1

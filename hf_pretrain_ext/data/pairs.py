@@ -9,7 +9,9 @@ truncates). Documents with fewer than two sentences cannot give a pair and are s
 
 Each feature: `input_ids` (the chunk's tokens, sentences concatenated), `sentence_lengths` (tokens per sentence),
 `document_index` (the document's position in its split, so NSP can draw a segment from another document) and
-`example_index`. The collators (collators/pairs.py) turn a chunk into a pair with the example's own random stream.
+`example_index`; with `word_starts` (a collators.DocumentWordStarts) also a `word_starts` column, computed on each
+sentence's own text (jieba for Chinese: a sentence ends at 。！？, where jieba's words end too, so the words are the
+document's), for whole-word masking of the pairs. The collators (collators/pairs.py) turn a chunk into a pair with the example's own random stream.
 """
 import logging
 
@@ -41,23 +43,40 @@ def chunk_document(sentence_ids, max_tokens):
     return chunks
 
 
-def prepare_sentence_examples(raw, tokenizer, max_seq_length, num_proc=None, load_from_cache=True):
+def tokenize_sentences(texts, tokenizer, word_starts=None):
+    """Token ids of each sentence (no special tokens) and, with a DocumentWordStarts, their word starts."""
+    if not texts:
+        return [], None if word_starts is None else []
+    if word_starts is not None:
+        return word_starts(texts)
+    return tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                     verbose=False)["input_ids"], None
+
+
+def prepare_sentence_examples(raw, tokenizer, max_seq_length, num_proc=None, load_from_cache=True,
+                              word_starts=None):
     """Map a DatasetDict with a 'text' column (one document per row) to sentence chunks (see module docstring)."""
     max_tokens = max_seq_length - 3
 
     def chunk(batch, indices):
         out = {"input_ids": [], "sentence_lengths": [], "document_index": []}
+        if word_starts is not None:
+            out["word_starts"] = []
         sentences = [split_sentences(text) for text in batch["text"]]
         flat = [s for doc in sentences for s in doc]
-        ids = tokenizer(flat, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
-                        verbose=False)["input_ids"] if flat else []
+        ids, starts = tokenize_sentences(flat, tokenizer, word_starts)
+        # with word starts, each token travels as an (id, start) pair, so chunking keeps them together
+        tokens = ids if starts is None else [list(zip(i, s)) for i, s in zip(ids, starts)]
         pos = 0
         for doc_index, doc in zip(indices, sentences):
-            doc_ids, pos = ids[pos:pos + len(doc)], pos + len(doc)
-            for piece in chunk_document(doc_ids, max_tokens):
-                out["input_ids"].append([t for s in piece for t in s])
+            doc_tokens, pos = tokens[pos:pos + len(doc)], pos + len(doc)
+            for piece in chunk_document(doc_tokens, max_tokens):
+                flat_piece = [t for s in piece for t in s]
+                out["input_ids"].append(flat_piece if starts is None else [i for i, _ in flat_piece])
                 out["sentence_lengths"].append([len(s) for s in piece])
                 out["document_index"].append(doc_index)
+                if starts is not None:
+                    out["word_starts"].append([s for _, s in flat_piece])
         return out
 
     prepared = {}
