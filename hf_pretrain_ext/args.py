@@ -130,26 +130,21 @@ class PretrainArguments:
                           "data carries them, else the vocabulary's ##, \u2581 or \u0120 markers).",
                   "choices": ["auto", "wordpiece", "offsets"]})
     segmenter: str = field(
-        default=_WORDS.segmenter,
-        metadata={"help": "Chinese word segmenter for whole-word objectives: runs of CJK tokens are "
-                          "segmented and aligned by character offsets ('none': every CJK token is "
-                          "a word).", "choices": ["jieba", "none"]})
-    replace_level: str = field(
-        default=_WORDS.replace_level,
-        metadata={"help": "Whether the 80/10/10 [MASK]/random/keep choice is made per selected "
-                          "token or once per selected word.", "choices": ["token", "word"]})
+        default=_WORDS.segmenter, metadata={
+            "help": "Chinese word segmenter of the whole-word objectives, run on each document's own text and mapped "
+                    "to tokens by character offsets ('none': every CJK token is a word).",
+            "choices": ["jieba", "none"]})
+    replace_level: str = field(default=_WORDS.replace_level, metadata={
+        "help": "Whether the 80/10/10 [MASK]/random/keep choice is made per selected token or once per selected word.",
+        "choices": ["token", "word"]})
     span_distribution: str = field(
         default=_WORDS.span_distribution,
-        metadata={"help": "Span length (in words) for ngram/span: 'harmonic' p(n) ~ 1/n up to "
-                          "--max_ngram, or 'geometric' (SpanBERT) with --geometric_p clipped at "
-                          "--max_span_length.", "choices": ["harmonic", "geometric"]})
-    max_ngram: int = field(
-        default=_WORDS.max_ngram,
-        metadata={"help": "Longest n-gram (words) for span_distribution=harmonic."})
-    geometric_p: float = field(
-        default=_WORDS.geometric_p,
-        metadata={"help": "p of the geometric span length (mean 3.8 words at "
-                          "0.2 with max 10)."})
+        metadata={"help": "Span length (in words) for ngram/span: 'harmonic' p(n) ~ 1/n up to --max_ngram, or "
+                          "'geometric' (SpanBERT) with --geometric_p clipped at --max_span_length.",
+                  "choices": ["harmonic", "geometric"]})
+    max_ngram: int = field(default=_WORDS.max_ngram, metadata={"help": "Longest n-gram (words), harmonic spans."})
+    geometric_p: float = field(default=_WORDS.geometric_p,
+                               metadata={"help": "p of the geometric span length (mean 3.8 words at 0.2, max 10)."})
     max_span_length: int = field(default=_WORDS.max_span_length, metadata={"help": "Longest geometric span, in words."})
     long_word_min_chars: int | None = field(
         default=None, metadata={"help": "Fengshenbang's WWM variant (they use 4): Chinese words of at least this "
@@ -197,11 +192,9 @@ class PretrainArguments:
     token_delete_ratio: float = field(default=0.0, metadata={"help": "BART token deletion: fraction of tokens "
                                                                      "deleted."})
     noise_density: float = field(
-        default=_T5.noise_density,
-        metadata={"help": "T5 span corruption: fraction of noise tokens."})
-    mean_noise_span_length: float = field(
-        default=_T5.mean_noise_span_length,
-        metadata={"help": "T5 span corruption: mean span length."})
+        default=_T5.noise_density, metadata={"help": "T5 span corruption: fraction of noise tokens."})
+    mean_noise_span_length: float = field(default=_T5.mean_noise_span_length,
+                                          metadata={"help": "T5 span corruption: mean span length."})
     clm_packing: str = field(
         default=CausalLMCollator.packing,
         metadata={"help": "Causal LM blocks: 'documents' (positions restart and attention "
