@@ -73,8 +73,10 @@ def flce_rows_backward(grad_loss: Tensor, grad_lse: Optional[Tensor], hidden: Te
 
 @flce_rows_backward.register_fake
 def _flce_rows_backward_fake(grad_loss, grad_lse, hidden, weight, bias, labels, lse, *options):
-    gb = hidden.new_empty(0) if bias is None else torch.empty_like(bias)
-    return torch.empty_like(hidden), torch.empty_like(weight), gb
+    # contiguous, as both backends return them (empty_like would keep the strides of a transposed view, and
+    # Inductor then rejects the real kernel's output: "incorrect fake kernel")
+    gb = hidden.new_empty(0) if bias is None else bias.new_empty(bias.shape)
+    return hidden.new_empty(hidden.shape), weight.new_empty(weight.shape), gb
 
 
 def _setup_context(ctx, inputs, output):
@@ -123,6 +125,7 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
     backend = resolve_backend(backend, hidden.device)
     rows_hidden = hidden.reshape(-1, hidden.shape[-1])  # [N, H], a view when possible
     rows_labels = labels.reshape(-1).to(torch.long).contiguous()  # [N]; int32 labels are fine too
+    check_labels(rows_labels, weight.shape[0], int(ignore_index))
     loss, _ = flce_rows(rows_hidden, weight, None if bias is None else bias.contiguous(), rows_labels,
                         int(ignore_index), float(label_smoothing), float(z_loss),
                         None if softcap is None else float(softcap), backend)
@@ -138,3 +141,17 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
     else:
         denom = torch.tensor(num_items_in_batch, device=total.device)
     return total / denom.clamp(min=1)
+
+
+def check_labels(labels, vocab_size, ignore_index):
+    """Every label is in [0, vocab_size) or ignore_index, for both backends alike (an out-of-range label would
+    otherwise give a finite, wrong loss in the Triton kernels). On CPU (eager) the error names the bad value; on an
+    accelerator, or while compiling, the check is `torch._assert_async`: no host sync, the message names the
+    bounds."""
+    bad = ((labels < 0) | (labels >= vocab_size)) & (labels != ignore_index)
+    message = f"labels must be in [0, {vocab_size}) (the vocabulary size) or {ignore_index} (ignore_index)"
+    if labels.device.type == "cpu" and not torch.compiler.is_compiling():
+        if bool(bad.any()):
+            raise ValueError(f"{message}; got {int(labels[bad][0])}")
+    else:
+        torch._assert_async(~bad.any(), message)

@@ -148,3 +148,39 @@ def test_inductor_fullgraph_model(monkeypatch):
     grads = torch.autograd.grad(compiled(ids, labels), params)
     ref = torch.autograd.grad(loss_fn(ids, labels), params)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, ref))
+
+
+@pytest.mark.parametrize("bad", [123, 500, -5])
+def test_out_of_range_labels_are_refused_naming_the_bound(backend, bad):
+    """#18: a label >= V or < 0 (other than ignore_index) is an error with the same message on both backends
+    (the Triton kernels gave a finite, wrong loss; the torch backend an indexing error); ignore_index may be any
+    value outside the vocabulary."""
+    hidden, weight, labels, _ = make_inputs((1, 4, 16, 123), torch.float32, 1.0)
+    labels.view(-1)[2] = bad
+    with pytest.raises((ValueError, RuntimeError), match=r"labels must be in \[0, 123\).*got " + str(bad)):
+        fused_linear_cross_entropy(hidden, weight, labels)
+    labels.view(-1)[2] = -1
+    loss = fused_linear_cross_entropy(hidden, weight, labels, ignore_index=-1)
+    assert torch.isfinite(loss)
+
+
+def test_compiled_backward_with_transposed_views(monkeypatch):
+    """#18: hidden and weight as dense transposed views through torch.compile with Inductor (about 20 s of C++
+    compilation on CPU): it asserts the real kernels' output strides against the fake kernels' ("incorrect fake
+    kernel" before: the fakes kept the views' strides, the kernels return contiguous gradients)."""
+    import torch._inductor.config as inductor_config
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)  # a cached graph would hide a changed fake
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    hidden_t = torch.randn(16, 10, generator=g, requires_grad=True)  # hidden = hidden_t.t(): [10, 16]
+    weight_t = torch.randn(16, 50, generator=g, requires_grad=True)  # weight = weight_t.t(): [50, 16]
+    labels = torch.randint(0, 50, (10,), generator=g)
+
+    def loss_fn(h, w, y):
+        return fused_linear_cross_entropy(h.t(), w.t(), y)
+
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    got = torch.autograd.grad(compiled(hidden_t, weight_t, labels), (hidden_t, weight_t))
+    want = torch.autograd.grad(loss_fn(hidden_t, weight_t, labels), (hidden_t, weight_t))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got, want))
