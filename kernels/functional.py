@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .ops import flce_torch
 from .ops.flce_torch import flce_backward_torch, flce_forward_torch
 from .reference import REDUCTIONS
 
@@ -126,9 +127,13 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
     rows_hidden = hidden.reshape(-1, hidden.shape[-1])  # [N, H], a view when possible
     rows_labels = labels.reshape(-1).to(torch.long).contiguous()  # [N]; int32 labels are fine too
     check_labels(rows_labels, weight.shape[0], int(ignore_index))
-    loss, _ = flce_rows(rows_hidden, weight, None if bias is None else bias.contiguous(), rows_labels,
-                        int(ignore_index), float(label_smoothing), float(z_loss),
-                        None if softcap is None else float(softcap), backend)
+    bias = None if bias is None else bias.contiguous()
+    if backend == "torch" and flce_torch.cacheable(rows_hidden, weight, rows_labels, ignore_index, softcap):
+        loss, _ = flce_torch.CachedRows.apply(rows_hidden, weight, bias, rows_labels, int(ignore_index),
+                                              float(label_smoothing), float(z_loss))
+    else:
+        loss, _ = flce_rows(rows_hidden, weight, bias, rows_labels, int(ignore_index), float(label_smoothing),
+                            float(z_loss), None if softcap is None else float(softcap), backend)
     if reduction == "none":
         return loss.view(labels.shape)
     total = loss.sum()

@@ -4,8 +4,10 @@ Both backends implement the same pair over flattened rows (N rows, H hidden, V v
   forward(hidden [N, H], weight [V, H], bias [V] | None, labels [N], ...) -> (loss [N], lse [N]), fp32
   (fp64 for fp64 input), both 0 on ignored rows; and backward(grad_loss [N], grad_lse [N], ..., lse [N])
   -> (grad_hidden [N, H], grad_weight [V, H], grad_bias [V] | None) in the input dtypes.
-Logits are recomputed in backward rather than stored, so backward is correct for any upstream gradient
-(reduction="none" with per-token weights, Liger #968) and nothing of size [N, V] outlives forward.
+The op's backward recomputes the logits rather than storing them, so it is correct for any upstream gradient
+(reduction="none" with per-token weights, Liger #968) and nothing of size [N, V] outlives forward. In eager
+mode the torch backend may instead keep the labelled rows' softmax for backward when it fits a budget
+(flce_torch.CachedRows: still correct for any upstream gradient, since it stores probabilities, not gradients).
 """
 import torch
 

@@ -1,4 +1,17 @@
-"""Chunked eager-torch backend: only labelled rows are projected, a chunk of rows at a time.
+"""Eager-torch backend: only labelled rows are projected; cached when they fit, else a chunk of rows at a time.
+
+Cached (`CachedRows`, eager mode, no softcap, the labelled rows' logits within CACHE_ELEMENTS): forward computes
+the labelled rows' logits in one GEMM and turns that buffer in place into their softmax (ATen's fused softmax
+kernel writing over its input; lse = max logit - log(max probability), and the largest probability is at least
+1 / V, so the log never underflows), which backward turns in place into the logits' gradient before the two
+gradient GEMMs: three GEMMs in all, as a hand-written gather + F.linear + F.cross_entropy does, where recomputing
+costs a fourth (on CPU the GEMMs are nearly all of the time). Memory: one [n_labelled, V] fp32 buffer from
+forward to backward, against eager's logits, log-softmax and gradient. A second backward through the same graph
+(retain_graph) finds the buffer used and recomputes. It stores probabilities, not gradients, so any upstream
+gradient is exact. Under torch.compile the op below is used (it cannot carry a data-dependent buffer between
+forward and backward).
+
+Chunked (the torch.library op's implementation):
 
 At most one chunk of logits ([C, V] fp32, plus its softcap derivative when softcap is set) is alive at
 any time, in forward and in backward; backward recomputes each chunk's logits and turns them into
@@ -16,6 +29,8 @@ from . import grad_coefficients, row_loss
 
 # Elements of one [C, V] fp32 logits chunk (64 MiB); tests lower it to force many chunks.
 CHUNK_ELEMENTS = 1 << 24
+# Largest [n_labelled, V] logits buffer kept from forward to backward (1 GiB fp32); 0 turns caching off.
+CACHE_ELEMENTS = 1 << 28
 
 
 def _chunks(idx, vocab_size):
@@ -77,3 +92,66 @@ def flce_backward_torch(grad_loss, grad_lse, hidden, weight, bias, labels, lse, 
         del g
     return (grad_hidden, grad_weight.to(weight.dtype),
             None if grad_bias is None else grad_bias.to(bias.dtype))
+
+
+def cacheable(hidden, weight, labels, ignore_index, softcap):
+    """Whether the cached path applies: eager mode, no softcap, and the labelled rows' logits fit the budget.
+    (One count of labelled rows, a host sync the chunked path makes too.)"""
+    if softcap is not None or torch.compiler.is_compiling() or CACHE_ELEMENTS <= 0:
+        return False
+    return int((labels != ignore_index).sum()) * weight.shape[0] <= CACHE_ELEMENTS
+
+
+def softmax_in_place(z):
+    """z [n, V] becomes its softmax along V; returns each row's logsumexp. ATen's fused softmax writes over its
+    input (one pass, vectorised); should a torch refuse the aliasing, four plain in-place passes do it."""
+    top = z.amax(-1)
+    try:
+        torch.ops.aten._softmax.out(z, -1, False, out=z)
+    except RuntimeError:
+        z.sub_(top[:, None]).exp_()
+        z.div_(z.sum(-1, keepdim=True))
+    return top - z.amax(-1).log()  # the largest probability is >= 1 / V: no underflow
+
+
+class CachedRows(torch.autograd.Function):
+    """(loss [N], lse [N]) like the op, keeping the labelled rows' softmax for backward (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, ignore_index, label_smoothing, z_loss):
+        acc = _acc_dtype(hidden)
+        keep = labels != ignore_index
+        idx = keep.nonzero().squeeze(1)
+        rows = hidden.index_select(0, idx)
+        z = F.linear(rows, weight, bias).to(acc)  # [n, V]
+        full = torch.zeros(labels.shape, dtype=acc, device=hidden.device)
+        target = full.index_put((idx,), z.gather(1, labels[idx, None]).squeeze(1))
+        logit_sum = full.index_put((idx,), z.sum(-1)) if label_smoothing else full
+        lse = full.index_put((idx,), softmax_in_place(z))
+        ctx.save_for_backward(hidden, weight, bias, labels, idx, rows, lse)
+        ctx.options = (ignore_index, label_smoothing, z_loss)
+        ctx.buffer = z  # not a saved tensor: backward turns it into the gradient in place, then drops it
+        return row_loss(lse, target, logit_sum, keep, label_smoothing, z_loss, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_lse):
+        hidden, weight, bias, labels, idx, rows, lse = ctx.saved_tensors
+        ignore_index, label_smoothing, z_loss = ctx.options
+        p, ctx.buffer = ctx.buffer, None
+        if p is None:  # a second backward (retain_graph): the buffer became the first one's gradient; recompute
+            gh, gw, gb = flce_backward_torch(grad_loss, grad_lse, hidden, weight, bias, labels, lse, ignore_index,
+                                             label_smoothing, z_loss, None)
+            return gh, gw, gb, None, None, None, None
+        acc = p.dtype
+        keep = labels != ignore_index
+        cp, cy, cu = grad_coefficients(grad_loss.to(acc), None if grad_lse is None else grad_lse.to(acc),
+                                       lse, keep, label_smoothing, z_loss, weight.shape[0])
+        g = p.mul_(cp[idx, None])  # in place: softmax * cp, dL/dz before the target and smoothing terms
+        g[torch.arange(len(idx), device=g.device), labels[idx]] -= cy[idx]
+        if label_smoothing:
+            g.sub_(cu[idx, None])
+        grad_hidden = torch.zeros_like(hidden, memory_format=torch.contiguous_format)
+        grad_hidden[idx] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+        grad_weight = (g.t() @ rows.to(acc)).to(weight.dtype)
+        grad_bias = None if bias is None else g.sum(0).to(bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None

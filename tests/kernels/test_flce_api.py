@@ -119,7 +119,8 @@ class MaxTensorSize(TorchDispatchMode):
 
 
 def test_torch_backend_never_materialises_all_logits(monkeypatch):
-    """256 labelled rows, V=1000, chunks of 16 rows: nothing near [256, 1000] may ever exist."""
+    """256 labelled rows, V=1000, chunks of 16 rows (softcap: the chunked path): nothing near [256, 1000] may
+    ever exist."""
     monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
     monkeypatch.setattr(flce_torch, "CHUNK_ELEMENTS", 16 * 1000)
     hidden, weight, labels, bias = make_inputs((4, 64, 8, 1000), torch.float32, 1.0, bias=True, device="cpu")
@@ -128,6 +129,36 @@ def test_torch_backend_never_materialises_all_logits(monkeypatch):
         loss = fused_linear_cross_entropy(*leaves[:2], labels, leaves[2], softcap=5.0, label_smoothing=0.1)
         torch.autograd.grad(loss, leaves)
     assert probe.largest <= 16 * 1000, probe.largest  # one chunk of logits; weight is 8 * 1000
+
+
+def test_cached_rows_only_within_the_budget(monkeypatch):
+    """Eager torch backend: the labelled rows' softmax is kept from forward to backward only when it fits
+    CACHE_ELEMENTS ([256, 1000] here); one element over the budget and it runs in chunks again (inside the
+    torch.library op, whose outputs are all the probe sees: [N] rows)."""
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
+    monkeypatch.setattr(flce_torch, "CHUNK_ELEMENTS", 16 * 1000)
+    hidden, weight, labels, bias = make_inputs((4, 64, 8, 1000), torch.float32, 1.0, bias=True, device="cpu")
+    leaves = [t.requires_grad_() for t in (hidden, weight, bias)]
+    for budget, largest in ((256 * 1000, 256 * 1000), (256 * 1000 - 1, 16 * 1000)):
+        monkeypatch.setattr(flce_torch, "CACHE_ELEMENTS", budget)
+        with MaxTensorSize() as probe:
+            grads = torch.autograd.grad(fused_linear_cross_entropy(*leaves[:2], labels, leaves[2]), leaves)
+        assert probe.largest == largest if budget == 256 * 1000 else probe.largest <= largest, probe.largest
+        if budget == 256 * 1000:
+            cached = grads
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(cached, grads))
+
+
+def test_cached_rows_second_backward_recomputes(monkeypatch):
+    """retain_graph: the cached buffer becomes the gradient in the first backward; a second one recomputes and
+    gives the same gradients (with label smoothing and z-loss, whose terms the buffer also carries)."""
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
+    hidden, weight, labels, bias = make_inputs((2, 16, 8, 50), torch.float32, 0.5, bias=True, device="cpu")
+    leaves = [t.requires_grad_() for t in (hidden, weight, bias)]
+    loss = fused_linear_cross_entropy(*leaves[:2], labels, leaves[2], label_smoothing=0.1, z_loss=1e-3)
+    first = torch.autograd.grad(loss, leaves, retain_graph=True)
+    second = torch.autograd.grad(loss, leaves)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(first, second))
 
 
 def test_int32_labels(backend):
@@ -148,3 +179,18 @@ def test_autocast_computes_in_the_autocast_dtype():
     assert torch.equal(loss, expected)
     grads = torch.autograd.grad(loss, leaves)
     assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_softmax_in_place_and_its_fallback(monkeypatch):
+    """The cached path's softmax over its own buffer, and lse from the largest probability, match torch's, also
+    through the plain fallback used should ATen refuse to write over the input."""
+    z = torch.randn(5, 300, generator=torch.Generator().manual_seed(0)) * 30
+    want_p, want_lse = torch.softmax(z, -1), torch.logsumexp(z, -1)
+    for broken in (False, True):
+        if broken:
+            def refuse(*args, **kwargs):
+                raise RuntimeError("aliasing refused")
+            monkeypatch.setattr(torch.ops.aten._softmax, "out", refuse)
+        buf = z.clone()
+        lse = flce_torch.softmax_in_place(buf)
+        assert torch.allclose(buf, want_p, atol=1e-6) and torch.allclose(lse, want_lse, atol=1e-4)
