@@ -124,6 +124,10 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
     if softcap is not None and softcap <= 0:
         raise ValueError(f"softcap must be positive or None, got {softcap}")
     backend = resolve_backend(backend, hidden.device)
+    if backend == "triton" and hidden.dtype == torch.float32 and hidden.is_cuda:
+        # fp32 on a GPU runs the torch backend (cuBLAS GEMMs): the fp32 Triton configs spill registers or exceed
+        # shared memory (docs/kernels.md). Under TRITON_INTERPRET=1 on CPU fp32 still runs the Triton kernels.
+        backend = "torch"
     rows_hidden = hidden.reshape(-1, hidden.shape[-1])  # [N, H], a view when possible
     rows_labels = labels.reshape(-1).to(torch.long).contiguous()  # [N]; int32 labels are fine too
     check_labels(rows_labels, weight.shape[0], int(ignore_index))
