@@ -1,8 +1,10 @@
 """Benchmark of the LM-head loss: time, peak memory and useful TFLOP/s, fwd / bwd / full, per provider.
 
 Providers: `eager` (HF-style head: F.linear over every row, then cross_entropy with ignore_index),
-`torch` (ours, chunked over labelled rows), `triton` (ours, CUDA only), `liger` (Liger-Kernel FLCE) and
-`cce` (cut-cross-entropy) when importable on CUDA; a provider that cannot run is skipped with a note.
+`torch` (ours, torch backend: cached softmax + cuBLAS/CPU GEMMs when it fits, else chunks), `torch_lce` (the
+labelled rows gathered, then torch's own F.linear_cross_entropy, torch >= 2.13), `triton` (ours, CUDA only),
+`liger` (Liger-Kernel FLCE) and `cce` (cut-cross-entropy) when importable on CUDA; a provider that cannot run is
+skipped with a note. (CPU against every peer, interleaved: bench_cpu_peers.py.)
 Each provider's loss is first checked against kernels.reference (the tests' reference) at 1e-2 relative.
 
 FLOPs are the useful ones on labelled rows only: 2*N*H*V for fwd, 4*N*H*V for bwd, 6*N*H*V for full, so
@@ -44,13 +46,23 @@ def eager_hf(hidden, weight, labels):
     return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
 
 
+def gathered_torch_lce(hidden, weight, labels):
+    """torch's own chunked F.linear_cross_entropy (torch >= 2.13) on the labelled rows, gathered first."""
+    rows = labels.reshape(-1) != -100
+    return F.linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1])[rows], weight, labels.reshape(-1)[rows])
+
+
 def make_providers(device):
     """name -> loss(hidden, weight, labels), or name -> reason it is skipped."""
     providers = {"eager": eager_hf,
                  "torch": lambda h, w, y: fused_linear_cross_entropy(h, w, y, backend="torch")}
-    if device.type != "cuda":
-        return providers, {p: "needs CUDA" for p in ("triton", "liger", "cce")}
     skipped = {}
+    if hasattr(F, "linear_cross_entropy"):
+        providers["torch_lce"] = gathered_torch_lce
+    else:
+        skipped["torch_lce"] = f"torch {torch.__version__} has no F.linear_cross_entropy"
+    if device.type != "cuda":
+        return providers, {**skipped, **{p: "needs CUDA" for p in ("triton", "liger", "cce")}}
     providers["triton"] = lambda h, w, y: fused_linear_cross_entropy(h, w, y, backend="triton")
     try:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
@@ -193,7 +205,8 @@ def make_parser():
                    help="TOKENSxHxVxLABELLED items, e.g. 1024x768x30522x0.15 (default depends on device)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="default: float32 on CPU, bfloat16 on CUDA")
-    p.add_argument("--providers", nargs="+", default=None, help="subset of eager torch triton liger cce")
+    p.add_argument("--providers", nargs="+", default=None,
+                   help="subset of eager torch torch_lce triton liger cce")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="output path prefix (default results/fused_loss_<device>)")
