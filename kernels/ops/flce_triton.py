@@ -156,10 +156,15 @@ def _flce_bwd_kernel(H, W, B, Y, ORDER, N_LAB, LSE, CP, CY, CU, GH, GW, GB, V, D
 
 
 def _gpu_configs(backward=False):
-    # backward: the (32, 128, 64) tile spills 16 bytes on sm_80 (bf16/fp16) with 4 warps (255 registers), not with 8
+    """Autotune configs. Forward: 64-row tiles only, the smallest Hopper's wgmma takes (16- and 32-row tiles fell
+    back to mma.sync on sm_90; a batch with few labelled rows still fills the GPU through the SPLIT_V vocabulary
+    splits). Backward: also the 32- and 16-row tiles (they use wgmma there too); the (32, 128, 64) tile runs 8
+    warps: with 4 it spilled 16 bytes on sm_80 (bf16/fp16, 255 registers)."""
+    tiles = [(64, 128, 64, 8, 3), (64, 64, 64, 4, 3)]
+    if backward:
+        tiles += [(32, 128, 64, 8, 3), (16, 256, 64, 8, 2)]
     return [triton.Config(dict(BLOCK_N=bn, BLOCK_V=bv, BLOCK_D=bd), num_warps=w, num_stages=st)
-            for bn, bv, bd, w, st in [(64, 128, 64, 8, 3), (32, 128, 64, 8 if backward else 4, 3), (64, 64, 64, 4, 3),
-                                      (16, 256, 64, 8, 2)]]
+            for bn, bv, bd, w, st in tiles]
 
 
 _fwd_tuned = triton.autotune(_gpu_configs(), key=["V", "D", "HAS_SOFTCAP"])(_flce_fwd_kernel)

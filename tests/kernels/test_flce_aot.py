@@ -45,10 +45,9 @@ def check(report, rc):
 
 def test_bf16_compiles_clean_for_sm90_and_sm80():
     lines = check(*reversed(run_tool("--dtype", "bf16", "--case", "bert-base", "softcap")))
-    # Hopper's wgmma for the BERT-base head: every backward config, and the forward configs of 64-row tiles
-    # (wgmma needs 64 rows; the 16- and 32-row forward tiles, there for few labelled rows, use mma.sync)
-    hopper = [r for r in lines if r[1] == "bert-base" and r[3] == "90"]
-    assert all("wgmma" in r[5] for r in hopper if r[0] == "_flce_bwd_kernel" or r[4].startswith("64,")), hopper
+    # every config autotune may pick on Hopper uses its wgmma tensor-core instructions
+    hopper = [r for r in lines if r[3] == "90"]
+    assert hopper and all("wgmma" in r[5] for r in hopper), hopper
 
 
 @pytest.mark.slow
