@@ -120,9 +120,11 @@ class PretrainArguments:
     use_fused_loss: bool | None = field(
         default=None, metadata={"help": "Compute the LM head and loss on labelled rows only, through "
                                         "hf_pretrain_ext.kernels (the checkpoint layout does not change). Default: "
-                                        "on where it is faster: always for the masked objectives (15-30%% of rows "
-                                        "labelled), and with a GPU for bart/t5/clm (every row labelled: on CPU "
-                                        "the chunked torch backend is slower than eager there)."})
+                                        "always for the masked objectives (15-30%% of rows labelled), and with a "
+                                        "GPU for bart/t5/clm (every row labelled). On CPU the fused head alone is "
+                                        "now level with eager or faster at every row labelled "
+                                        "(benchmarks/bench_cpu_peers.py); whole bart/t5/clm runs on CPU have not "
+                                        "been re-measured, so their default stays off there."})
     word_boundaries: str = field(
         default=_WORDS.word_boundaries,
         metadata={"help": "Where whole-word masking finds words: 'wordpiece' (## continuations), "
