@@ -51,7 +51,7 @@ def parse_args(argv=None):
     mixture = resolve_mixture_objective(pretrain_args, asked("objective"))
     if not asked("use_fused_loss"):  # the default follows the objective, which a mixture may have decided
         pretrain_args.use_fused_loss = pretrain_args.default_use_fused_loss()
-    groups = {g for o in run_objectives(pretrain_args) for g in o.option_groups}
+    groups = {g for o in run_objectives(pretrain_args, mixture) for g in o.option_groups}
     pretrain_args.check_groups_used(groups | ({"mixture"} if mixture and mixture.kind == "files" else set()), asked)
     check_config_overrides(model_args.config_overrides)
     if training_args.push_to_hub and not training_args.hub_model_id:

@@ -225,7 +225,3 @@ def run_command(parse, run_fn, argv=None):
     except KeyboardInterrupt:  # before the Trainer's own handler is installed (e.g. during tokenizer training)
         print("error: interrupted before training started; nothing was kept", file=sys.stderr)
         raise SystemExit(130) from None
-
-
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters())

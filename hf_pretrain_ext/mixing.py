@@ -90,9 +90,9 @@ def resolve_mixture_objective(pretrain_args, objective_given):
     return spec
 
 
-def run_objectives(pretrain_args):
-    """The objectives this run trains: the mixture's, or --objective alone."""
-    spec = parse_mixture(pretrain_args.mixture) if pretrain_args.mixture else None
+def run_objectives(pretrain_args, spec):
+    """The objectives this run trains: those of `spec` (the parsed --mixture, or None) when it mixes objectives,
+    else --objective alone."""
     names = spec.names if spec is not None and spec.kind == "objectives" else [pretrain_args.objective]
     return [get_objective(n) for n in names]
 

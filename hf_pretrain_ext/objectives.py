@@ -8,6 +8,7 @@ whose span corruption gives max_seq_length inputs; sentinels are added to a toke
 """
 import logging
 
+from .args import OPTION_GROUPS
 from .collators import build_collator
 from .collators.span_corruption import add_sentinel_tokens, t5_input_and_target_lengths
 from .errors import UserError
@@ -41,8 +42,8 @@ WORD_OPTIONS = ("word_boundaries", "segmenter", "replace_level")
 NGRAM_OPTIONS = WORD_OPTIONS + ("span_distribution", "max_ngram", "geometric_p", "max_span_length")
 MASKING_OPTIONS = {"mlm": (), "wwm": WORD_OPTIONS + ("long_word_min_chars",), "ngram": NGRAM_OPTIONS,
                    "span": NGRAM_OPTIONS}
-BART_OPTIONS = ("mask_ratio", "mask_random", "poisson_lambda", "mask_unit", "replace_length", "permute_sentences",
-                "rotate", "insert_ratio", "token_mask_ratio", "token_delete_ratio")
+# the denoising group's flags are the BART collator's options (its recipe is passed as `recipe`)
+BART_OPTIONS = tuple(f for f in OPTION_GROUPS["denoising"] if f != "bart_recipe")
 
 
 def _common(run):

@@ -135,8 +135,3 @@ def get_family(model_type):
     if model_type in _FAMILIES:
         return _FAMILIES[model_type]
     return next((f for f in _FAMILIES.values() if f.stock_type == model_type), None)
-
-
-def families():
-    _load_builtins()
-    return list(_FAMILIES.values())

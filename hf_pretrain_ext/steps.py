@@ -82,7 +82,7 @@ def start(run):
     set_seed(run.training_args.seed)
     run.started = time.time()
     run.mixture = parse_mixture(run.pretrain_args.mixture) if run.pretrain_args.mixture else None
-    run.objectives = run_objectives(run.pretrain_args)
+    run.objectives = run_objectives(run.pretrain_args, run.mixture)
 
 
 def data(run):

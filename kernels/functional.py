@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from .ops import flce_torch
-from .ops.flce_torch import flce_backward_torch, flce_forward_torch
 from .reference import REDUCTIONS
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -43,7 +42,7 @@ def _backend_impl(backend, dtype):
     if backend == "triton" and dtype != torch.float64:  # fp64 stays on the torch path
         from .ops import flce_triton  # imported lazily: importing triton is slow and optional
         return flce_triton.flce_forward_triton, flce_triton.flce_backward_triton
-    return flce_forward_torch, flce_backward_torch
+    return flce_torch.flce_forward_torch, flce_torch.flce_backward_torch
 
 
 @torch.library.custom_op("hf_pretrain_ext::flce_rows", mutates_args=())
@@ -132,8 +131,9 @@ def fused_linear_cross_entropy(hidden, weight, labels, bias=None, *, ignore_inde
     rows_labels = labels.reshape(-1).to(torch.long).contiguous()  # [N]; int32 labels are fine too
     check_labels(rows_labels, weight.shape[0], int(ignore_index))
     bias = None if bias is None else bias.contiguous()
-    if backend == "torch" and flce_torch.cacheable(rows_hidden, weight, rows_labels, ignore_index, softcap):
-        loss, _ = flce_torch.CachedRows.apply(rows_hidden, weight, bias, rows_labels, int(ignore_index),
+    idx = flce_torch.cached_rows_index(weight, rows_labels, ignore_index, softcap) if backend == "torch" else None
+    if idx is not None:
+        loss, _ = flce_torch.CachedRows.apply(rows_hidden, weight, bias, rows_labels, idx, int(ignore_index),
                                               float(label_smoothing), float(z_loss))
     else:
         loss, _ = flce_rows(rows_hidden, weight, bias, rows_labels, int(ignore_index), float(label_smoothing),

@@ -50,6 +50,15 @@ def _acc_dtype(hidden):
     return torch.float64 if hidden.dtype == torch.float64 else torch.float32
 
 
+def target_terms(g, targets, cy, cu):
+    """dL/dz of a block of rows from g = softmax * cp [C, V] (in place): minus cy at each row's target, minus cu
+    everywhere (label smoothing; None when it is zero). See grad_coefficients."""
+    g[torch.arange(len(targets), device=g.device), targets] -= cy
+    if cu is not None:
+        g.sub_(cu[:, None])
+    return g
+
+
 def flce_forward_torch(hidden, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap):
     acc = _acc_dtype(hidden)
     keep = labels != ignore_index
@@ -79,9 +88,7 @@ def flce_backward_torch(grad_loss, grad_lse, hidden, weight, bias, labels, lse, 
     for rows in _chunks(idx, weight.shape[0]):
         z = _logits(hidden, weight, bias, rows, softcap, acc)  # [C, V]
         cap_grad = None if softcap is None else 1.0 - (z / softcap) ** 2  # d softcap(x) / dx, [C, V]
-        g = z.sub_(lse[rows, None]).exp_().mul_(cp[rows, None])  # in place: z becomes dL/dz
-        g[torch.arange(len(rows), device=g.device), labels[rows]] -= cy[rows]
-        g.sub_(cu[rows, None])
+        g = target_terms(z.sub_(lse[rows, None]).exp_().mul_(cp[rows, None]), labels[rows], cy[rows], cu[rows])
         if cap_grad is not None:
             g.mul_(cap_grad)
             del cap_grad
@@ -94,12 +101,14 @@ def flce_backward_torch(grad_loss, grad_lse, hidden, weight, bias, labels, lse, 
             None if grad_bias is None else grad_bias.to(bias.dtype))
 
 
-def cacheable(hidden, weight, labels, ignore_index, softcap):
-    """Whether the cached path applies: eager mode, no softcap, and the labelled rows' logits fit the budget.
-    (One count of labelled rows, a host sync the chunked path makes too.)"""
+def cached_rows_index(weight, labels, ignore_index, softcap):
+    """The labelled rows' indices [n] when the cached path applies (eager mode, no softcap, their logits within
+    the budget), else None. Its one host sync (nonzero) is the one the chunked path makes too; CachedRows takes
+    the indices, so the cached path syncs once."""
     if softcap is not None or torch.compiler.is_compiling() or CACHE_ELEMENTS <= 0:
-        return False
-    return int((labels != ignore_index).sum()) * weight.shape[0] <= CACHE_ELEMENTS
+        return None
+    idx = (labels != ignore_index).nonzero().squeeze(1)
+    return idx if len(idx) * weight.shape[0] <= CACHE_ELEMENTS else None
 
 
 def softmax_in_place(z):
@@ -118,10 +127,10 @@ class CachedRows(torch.autograd.Function):
     """(loss [N], lse [N]) like the op, keeping the labelled rows' softmax for backward (module docstring)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, ignore_index, label_smoothing, z_loss):
+    def forward(ctx, hidden, weight, bias, labels, idx, ignore_index, label_smoothing, z_loss):
+        """idx: the labelled rows, from cached_rows_index."""
         acc = _acc_dtype(hidden)
         keep = labels != ignore_index
-        idx = keep.nonzero().squeeze(1)
         rows = hidden.index_select(0, idx)
         z = F.linear(rows, weight, bias).to(acc)  # [n, V]
         full = torch.zeros(labels.shape, dtype=acc, device=hidden.device)
@@ -141,17 +150,14 @@ class CachedRows(torch.autograd.Function):
         if p is None:  # a second backward (retain_graph): the buffer became the first one's gradient; recompute
             gh, gw, gb = flce_backward_torch(grad_loss, grad_lse, hidden, weight, bias, labels, lse, ignore_index,
                                              label_smoothing, z_loss, None)
-            return gh, gw, gb, None, None, None, None
+            return gh, gw, gb, None, None, None, None, None
         acc = p.dtype
         keep = labels != ignore_index
         cp, cy, cu = grad_coefficients(grad_loss.to(acc), None if grad_lse is None else grad_lse.to(acc),
                                        lse, keep, label_smoothing, z_loss, weight.shape[0])
-        g = p.mul_(cp[idx, None])  # in place: softmax * cp, dL/dz before the target and smoothing terms
-        g[torch.arange(len(idx), device=g.device), labels[idx]] -= cy[idx]
-        if label_smoothing:
-            g.sub_(cu[idx, None])
+        g = target_terms(p.mul_(cp[idx, None]), labels[idx], cy[idx], cu[idx] if label_smoothing else None)
         grad_hidden = torch.zeros_like(hidden, memory_format=torch.contiguous_format)
         grad_hidden[idx] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
         grad_weight = (g.t() @ rows.to(acc)).to(weight.dtype)
         grad_bias = None if bias is None else g.sum(0).to(bias.dtype)
-        return grad_hidden, grad_weight, grad_bias, None, None, None, None
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
