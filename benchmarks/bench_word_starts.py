@@ -1,8 +1,10 @@
 """Chinese word boundaries for whole-word masking, per character of text: from the document text (what
-run_pretrain.py does now: jieba on each document, offsets to tokens, packed with the ids) vs from the packed
+run_pretrain.py does now: jieba's words of each document, offsets to tokens, packed with the ids) vs from the packed
 blocks (the earlier way: tokenize and pack, then rebuild the text of each block's CJK runs from the tokens and run
-jieba on that). Same corpus, tokenizer and block length; 1 and 2 worker processes (--preprocessing_num_workers),
-no datasets cache; median of --repeats. Data: ../shared/data/zh_pretrain (or $HFPX_DATA).
+jieba on that), the earlier way both as it was (stock `jieba.lcut`) and with the package's `word_lengths` (the
+same words, faster; what the block path uses now when a dataset has no word_starts column). Same corpus, tokenizer
+and block length; 1 and 2 worker processes (--preprocessing_num_workers), no datasets cache; median of --repeats,
+the ways interleaved. Data: ../shared/data/zh_pretrain (or $HFPX_DATA).
 
     python benchmarks/bench_word_starts.py --repeats 3   # writes benchmarks/results/word_starts_zh.md
 """
@@ -29,7 +31,7 @@ def main():
     import datasets
     from datasets import Dataset, DatasetDict
 
-    from hf_pretrain_ext.collators import DocumentWordStarts, add_word_starts
+    from hf_pretrain_ext.collators import DocumentWordStarts, add_word_starts, jieba_lengths
     from hf_pretrain_ext.collators.words import load_jieba
     from hf_pretrain_ext.data.grouping import tokenize_and_group
     from hf_pretrain_ext.data.tokenizer import train_wordpiece
@@ -39,16 +41,29 @@ def main():
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     chars = sum(map(len, lines))
     tok = train_wordpiece(lines, 21128)
-    load_jieba()
     raw = DatasetDict({"train": Dataset.from_dict({"text": lines})})
+    fast = jieba_lengths.word_lengths
+    jieba = load_jieba()
+
+    def stock(text, tokenizer=None):
+        return [len(w) for w in (tokenizer or jieba.dt).lcut(text)]
+
+    def blocks(proc, segment):
+        jieba_lengths.word_lengths = segment  # the block path looks it up at call time (workers are forked)
+        try:
+            return {k: add_word_starts(v, tok, num_proc=proc) for k, v in tokenize_and_group(
+                raw, tok, args.max_seq_length, num_proc=proc, load_from_cache=False).items()}
+        finally:
+            jieba_lengths.word_lengths = fast
+
     ways = {}
     for n in args.num_proc:
         proc = None if n == 1 else n
         ways[f"from the document text (now), {n} process(es)"] = lambda proc=proc: tokenize_and_group(
             raw, tok, args.max_seq_length, num_proc=proc, word_starts=DocumentWordStarts(tok), load_from_cache=False)
-        ways[f"from the packed blocks (before), {n} process(es)"] = lambda proc=proc: {
-            k: add_word_starts(v, tok, num_proc=proc) for k, v in tokenize_and_group(
-                raw, tok, args.max_seq_length, num_proc=proc, load_from_cache=False).items()}
+        ways[f"from the packed blocks, stock jieba.lcut (before), {n} process(es)"] = \
+            lambda proc=proc: blocks(proc, stock)
+        ways[f"from the packed blocks, word_lengths, {n} process(es)"] = lambda proc=proc: blocks(proc, fast)
     times = {name: [] for name in ways}
     for _ in range(args.repeats):
         for name, fn in ways.items():

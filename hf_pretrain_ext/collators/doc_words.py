@@ -13,8 +13,8 @@ start per token:
   each; "出来" after "B超" is not cut). Tokens are mapped to words through the fast tokenizer's character offsets;
   byte-level pieces of one character never start a word after the first.
 
-`segmenter`: 'jieba' (jieba.lcut, HMM on, once per batch of documents), 'none', or any callable text -> iterable
-of (word, start, end) character spans. A document without a CJK character skips the segmenter.
+`segmenter`: 'jieba' (jieba.lcut's words, HMM on, computed by jieba_lengths.word_lengths, once per batch of
+documents), 'none', or any callable text -> iterable of (word, start, end) character spans. A document without a CJK character skips the segmenter.
 `tokenize_and_group(..., word_starts=DocumentWordStarts(...))` packs the column beside input_ids, so a block cut
 inside a document keeps the words the whole document defined; the collators use it instead of segmenting blocks.
 """
@@ -24,7 +24,8 @@ from itertools import chain
 import numpy as np
 
 from ..data.grouping import document_pieces, join_pieces
-from .words import WordBoundaries, load_jieba
+from .jieba_lengths import word_lengths
+from .words import WordBoundaries
 
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
                   "\U0002f800-\U0002fa1f]")
@@ -95,7 +96,7 @@ class DocumentWordStarts:
             at += len(pieces[k]) + 1
         first = np.zeros(at + 1, dtype=bool)
         if self.segmenter == "jieba":
-            lengths = np.fromiter(map(len, load_jieba().lcut("\n".join(pieces[k] for k in chinese))), dtype=np.int64)
+            lengths = np.array(word_lengths("\n".join(pieces[k] for k in chinese)), dtype=np.int64)
             first[np.cumsum(lengths) - lengths] = True
         else:
             for k in chinese:

@@ -154,8 +154,8 @@ class WordBoundaries:
         text = "".join(np.where(run_start, self.run_surface[tok], self.surface[tok]).tolist())
         lengths = self.surface_len[tok]
         char_start = np.cumsum(lengths + run_start) - lengths  # each run is preceded by one newline
-        words = load_jieba().lcut(text)
-        word_len = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        from .jieba_lengths import word_lengths
+        word_len = np.array(word_lengths(text), dtype=np.int64)
         word_start = np.cumsum(word_len) - word_len
         found = np.searchsorted(word_start, char_start).clip(max=len(word_start) - 1)
         flat_starts[pos] = run_start | (word_start[found] == char_start)
