@@ -12,6 +12,11 @@ Measured after `--warmup` steps, over `--steps` steps, with a device sync at bot
 tokens/s = steps * batch * seq / wall time; input wait share = time the loop spent blocked in next(loader) /
 wall time. The host runs at most about one step ahead of the GPU (our head and the Trainer sync on the host), so
 the input wait share is an upper bound of GPU idle time caused by input.
+Presets ending in `-docs` (#19) train on documents of Zipf ids with lengths 1 + Geometric(1/40) tokens (at most
+seq - 2): stock BERT and ours on padded line-by-line examples (one document per row, the batch padded to its
+longest row), ours on packed documents (whole [CLS] doc [SEP] pieces next-fit into rows of seq, document_ids:
+per-document positions and attention) and on packed + unpadded rows (config.unpadded); tokens/s there counts
+real (non-padding) tokens only, so the rows compare the work done on text.
 `--compare_loss N` trains N steps ours vs stock from the same seed and writes both curves and the max |diff|.
 `--profile` writes torch.profiler's table (top ops) for a few steps of each model.
 
@@ -49,8 +54,17 @@ PRESETS = {
                          vocab_size=2048, max_position_embeddings=128), 8, 8, 64),
     "tiny-causal": ("causal", dict(n_embd=64, n_layer=2, n_head=2, vocab_size=2048, n_positions=128,
                                       bos_token_id=3, eos_token_id=3), 8, 8, 64),
+    "bert-base-docs": ("mlm-docs", BERT_BASE, 256, 2, 128),
+    "tiny-docs": ("mlm-docs", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+                                   vocab_size=2048, max_position_embeddings=128), 8, 8, 64),
 }
+# the models each task trains: name -> (stock or ours, how the documents are laid out, unpadded)
+RUNS = {"mlm": {"stock": ("stock", "blocks", False), "ours": ("ours", "blocks", False)},
+        "causal": {"stock": ("stock", "blocks", False), "ours": ("ours", "blocks", False)},
+        "mlm-docs": {"stock": ("stock", "padded", False), "ours": ("ours", "padded", False),
+                     "ours-packed": ("ours", "packed", False), "ours-packed-unpadded": ("ours", "packed", True)}}
 MODELS = {"mlm": {"ours": (HfpxBertConfig, HfpxBertForMaskedLM), "stock": (BertConfig, BertForMaskedLM)},
+          "mlm-docs": {"ours": (HfpxBertConfig, HfpxBertForMaskedLM), "stock": (BertConfig, BertForMaskedLM)},
           "causal": {"ours": (HfpxGPTConfig, HfpxGPTForCausalLM), "stock": (GPT2Config, GPT2LMHeadModel)}}
 
 
@@ -85,6 +99,33 @@ class ZipfBlocks(torch.utils.data.Dataset):
         return {"input_ids": ids.tolist(), "example_index": index}
 
 
+class ZipfDocuments(torch.utils.data.Dataset):
+    """Documents of Zipf ids, lengths 1 + Geometric(1/40) (at most seq - 2), each [CLS] doc [SEP]: one per example
+    ('padded'), or next-fit into examples of at most seq tokens with document_lengths ('packed')."""
+
+    def __init__(self, tokenizer, seq, size, seed=0, layout="packed", mean=40):
+        rng = np.random.default_rng([seed, 7])
+        n_ordinary, self.examples = len(tokenizer) - 5, []
+        while len(self.examples) < size:
+            n = min(int(rng.geometric(1 / mean)), seq - 2)
+            doc = [tokenizer.cls_token_id, *(5 + (rng.zipf(1.1, n) - 1) % n_ordinary).tolist(), tokenizer.sep_token_id]
+            if layout == "padded" or not self.examples or len(self.examples[-1]["input_ids"]) + len(doc) > seq:
+                self.examples.append({"input_ids": doc, "document_lengths": [len(doc)]})
+            else:
+                self.examples[-1]["input_ids"] += doc
+                self.examples[-1]["document_lengths"].append(len(doc))
+        for i, ex in enumerate(self.examples):
+            ex["example_index"] = i
+            if layout == "padded":
+                del ex["document_lengths"]  # a plain line-by-line example: no document_ids
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, index):
+        return self.examples[index]
+
+
 def build(task, name, cfg, seed):
     """The stock model initialised from `seed`, or ours loaded with exactly its weights."""
     torch.manual_seed(seed)
@@ -98,28 +139,32 @@ def build(task, name, cfg, seed):
     return ours
 
 
-def make_loader(task, tokenizer, batch, seq, steps, workers, seed):
-    collator = MLMCollator(tokenizer, seed=seed) if task == "mlm" else CausalLMCollator(tokenizer)
-    data = ZipfBlocks(task, tokenizer, seq, batch * steps, seed)
+def make_loader(task, tokenizer, batch, seq, steps, workers, seed, layout="blocks"):
+    collator = CausalLMCollator(tokenizer) if task == "causal" else MLMCollator(tokenizer, seed=seed)
+    data = ZipfBlocks(task, tokenizer, seq, batch * steps, seed) if layout == "blocks" else \
+        ZipfDocuments(tokenizer, seq, batch * steps, seed, layout)
     return torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collator, num_workers=workers,
                                        pin_memory=torch.cuda.is_available(), persistent_workers=False,
                                        prefetch_factor=4 if workers else None)
 
 
 def train(model, loader, device, steps, warmup, lr=1e-4, seed=0, profiler=None):
-    """Runs warmup + steps steps; returns (wall s, input wait s) of the last `steps` and the per-step losses."""
+    """Runs warmup + steps steps; returns (wall s, input wait s) of the last `steps`, the per-step losses and the
+    real (non-padding) tokens of the last `steps`."""
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=device.type == "cuda")
     torch.manual_seed(seed)  # same dropout masks for ours and stock
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    batches, losses, wait = iter(loader), [], 0.0
+    batches, losses, wait, real = iter(loader), [], 0.0, 0
     for step in range(warmup + steps):
         if step == warmup:
             flb.sync(device)
-            start, wait = time.perf_counter(), 0.0
+            start, wait, real = time.perf_counter(), 0.0, 0
         t0 = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t0
+        mask = batch.get("attention_mask")  # counted on the host, before the copy: no device sync
+        real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with autocast:
             loss = model(**batch).loss
@@ -130,7 +175,7 @@ def train(model, loader, device, steps, warmup, lr=1e-4, seed=0, profiler=None):
         if profiler is not None:
             profiler.step()
     flb.sync(device)
-    return time.perf_counter() - start, wait, [x.item() for x in losses]
+    return time.perf_counter() - start, wait, [x.item() for x in losses], real
 
 
 def write_loss_curves(prefix, curves):
@@ -183,21 +228,24 @@ def main(argv=None):
         task, cfg, gpu_batch, cpu_batch, seq = PRESETS[preset]
         batch = args.batch or (cpu_batch if cpu else gpu_batch)
         tokenizer = synthetic_tokenizer(cfg["vocab_size"])
-        for name in ("stock", "ours"):
-            model = build(task, name, cfg, args.seed)
-            loader = make_loader(task, tokenizer, batch, seq, args.warmup + steps, args.workers, args.seed)
-            wall, wait, losses = train(model, loader, device, steps, args.warmup, args.lr, args.seed)
+        for name, (kind, layout, unpadded) in RUNS[task].items():
+            model = build(task, kind, cfg, args.seed)
+            if unpadded:
+                model.config.unpadded = True
+            loader = make_loader(task, tokenizer, batch, seq, args.warmup + steps, args.workers, args.seed, layout)
+            wall, wait, losses, real = train(model, loader, device, steps, args.warmup, args.lr, args.seed)
             rows.append(dict(preset=preset, model=name, cls=type(model).__name__, batch=batch, seq=seq,
-                             steps=steps, tokens_per_s=round(steps * batch * seq / wall, 1),
+                             steps=steps, tokens_per_s=round(real / wall, 1),
                              ms_per_step=round(wall / steps * 1e3, 2), input_wait_share=round(wait / wall, 4),
                              last_loss=round(losses[-1], 4)))
             print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
             if args.profile:
                 from torch.profiler import ProfilerActivity, profile, schedule
                 acts = [ProfilerActivity.CPU] + ([] if cpu else [ProfilerActivity.CUDA])
-                model = build(task, name, cfg, args.seed)
+                model = build(task, kind, cfg, args.seed)
+                model.config.unpadded = unpadded if kind == "ours" else getattr(model.config, "unpadded", False)
                 with profile(activities=acts, schedule=schedule(wait=1, warmup=1, active=3, repeat=1)) as prof:
-                    train(model, make_loader(task, tokenizer, batch, seq, 5, args.workers, args.seed), device, 4, 1,
+                    train(model, make_loader(task, tokenizer, batch, seq, 5, args.workers, args.seed, layout), device, 4, 1,
                           args.lr, args.seed, profiler=prof)
                 with open(f"{prefix}_profile_{preset}_{name}.txt", "w") as f:
                     f.write(prof.key_averages().table(sort_by="cpu_time_total" if cpu else "cuda_time_total",
@@ -207,7 +255,8 @@ def main(argv=None):
             pair = []
             for name in ("ours", "stock"):
                 model = build(task, name, cfg, args.seed)
-                loader = make_loader(task, tokenizer, batch, seq, args.compare_loss, args.workers, args.seed)
+                loader = make_loader(task, tokenizer, batch, seq, args.compare_loss, args.workers, args.seed,
+                                     "padded" if task == "mlm-docs" else "blocks")
                 pair.append(train(model, loader, device, args.compare_loss - 1, 1, args.lr, args.seed)[2])
                 del model
             curves[preset] = pair

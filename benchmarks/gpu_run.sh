@@ -4,7 +4,7 @@
 # stage, and leaves in $OUT: <stage>.log, <stage>.tgz (every result file, to unpack into benchmarks/results/)
 # and the stage's markdown summary. Stages:
 #   head   bench_head.py, every GPU preset, providers hf / ours / liger(-gathered) / cce(-gathered)
-#   e2e    bench_e2e.py bert-base + gpt2-small: tokens/s, input wait share, 200-step loss curves, profiles
+#   e2e    bench_e2e.py bert-base + gpt2-small + bert-base-docs (padded vs packed vs unpadded): tokens/s, input wait share, 200-step loss curves, profiles
 #   tests  the gpu-marked tests, the kernel tests and the benchmark smoke tests on CUDA
 # Usage: bash benchmarks/gpu_run.sh head|e2e|tests [extra arguments for the script]
 set -uo pipefail
@@ -20,7 +20,7 @@ date=$(date +%Y%m%d)
 case $stage in
   head) python3 benchmarks/bench_head.py --preset bert-base modernbert bert-large causal-8k --reps 20 \
             --out "$res/head_cuda_$date" "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;
-  e2e) python3 benchmarks/bench_e2e.py --preset bert-base gpt2-small --steps 30 --warmup 5 --workers 2 \
+  e2e) python3 benchmarks/bench_e2e.py --preset bert-base gpt2-small bert-base-docs --steps 30 --warmup 5 --workers 2 \
             --compare_loss 200 --profile --out "$res/e2e_cuda_$date" "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;
   tests) python3 -m pytest -q -p no:cacheprovider tests/kernels tests/test_bench_smoke.py tests/test_model.py \
             tests/test_patching.py "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;

@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 
 from .collators.causal import CausalLMCollator
 from .collators.mlm import MLMCollator
+from .collators.schedule import RateSchedule
 from .collators.span_corruption import SpanCorruptionCollator as _T5
 from .collators.spans import WordMaskCollator as _WORDS
 from .constants import FILE_EXTENSIONS
@@ -78,9 +79,21 @@ class DataTrainingArguments:
     line_by_line: bool = field(
         default=False, metadata={"help": "One example per document (truncated) instead of packing documents "
                                          "into blocks of max_seq_length."})
-    mlm_probability: float = field(
-        default=MLMCollator.mlm_probability,
-        metadata={"help": "Fraction of tokens selected for MLM."})
+    mlm_probability: str = field(
+        default=str(MLMCollator.mlm_probability),
+        metadata={"help": "Fraction of tokens selected for MLM: a rate (0.15), or a schedule over the optimizer "
+                          "steps: linear:0.3,0.15 (straight from 30%% to 15%%), step:0.3,0.15@0.6,0.05@0.9 (30%% "
+                          "until 60%% of training, then 15%%, 5%% from 90%%); a point is rate or rate@fraction. "
+                          "Logged per step as mlm_probability."})
+    eval_mlm_probability: float = field(
+        default=0.15, metadata={"help": "Fixed masking rate of evaluation (whatever the training rate or "
+                                        "schedule), so evaluations compare across runs."})
+    packing: str = field(
+        default="blocks", metadata={"help": "Encoder objectives: 'blocks' (documents joined and cut every "
+                                            "max_seq_length, as run_mlm.py) or 'documents' (whole [CLS] document "
+                                            "[SEP] pieces fill each example; each gets its own positions and "
+                                            "attends only to itself: the ModernBERT way).",
+                                    "choices": ["blocks", "documents"]})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-run tokenization, ignoring the cache."})
@@ -91,8 +104,16 @@ class DataTrainingArguments:
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it whole."})
 
     def __post_init__(self):
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise UserError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        try:  # the schedule is kept; mlm_probability becomes its starting rate (what the collators are built with)
+            self.mlm_schedule = RateSchedule.parse(self.mlm_probability)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.mlm_probability = self.mlm_schedule.start
+        if not 0.0 < self.eval_mlm_probability < 1.0:
+            raise UserError(f"--eval_mlm_probability must be in (0, 1), got {self.eval_mlm_probability}")
+        if self.packing == "documents" and self.line_by_line:
+            raise UserError("--packing documents and --line_by_line exclude each other: documents packing already "
+                            "keeps every document apart (and pads far less)")
         if not 0 <= self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be in [0, 100), got "
                             f"{self.validation_split_percentage}")
@@ -117,6 +138,17 @@ class PretrainArguments:
                                           "'auto' (wordpiece for encoder objectives).",
                                   "choices": ["auto", "wordpiece", "bpe"]})
     lowercase: bool = field(default=True, metadata={"help": "Lowercase text in a trained WordPiece tokenizer."})
+    recipe: str | None = field(
+        default=None, metadata={"help": "A preset of flags, given before yours (yours win): 'modernbert' = "
+                                        "--packing documents --unpad --mlm_probability 0.3 --eval_mlm_probability "
+                                        "0.15 (README: what each part is for).",
+                                "choices": ["modernbert"]})
+    unpad: bool = field(
+        default=False, metadata={"help": "With --packing documents (hfpx-bert): run the model on the real tokens "
+                                         "only (no padding through embeddings, feed-forward layers and head); "
+                                         "attention through flash-attn's varlen kernel when it is installed and "
+                                         "the run is on a GPU in fp16/bf16, else SDPA with a block-diagonal mask "
+                                         "(HFPX_UNPAD_ATTENTION=sdpa|flash forces one)."})
     use_fused_loss: bool | None = field(
         default=None, metadata={"help": "Compute the LM head and loss on labelled rows only, through "
                                         "hf_pretrain_ext.kernels (the checkpoint layout does not change). Default: "
@@ -275,6 +307,11 @@ class PretrainArguments:
                                 f"{self.objective} does not use (it reads: {', '.join(sorted(groups)) or 'none'})")
 
 
+# --recipe NAME: the flags it stands for, placed before the user's own (argparse: the last value given wins)
+RECIPES = {"modernbert": ("--packing", "documents", "--unpad", "--mlm_probability", "0.3",
+                          "--eval_mlm_probability", "0.15")}
+
+
 # the flags each option group holds; registry.Objective.option_groups names the groups an objective reads
 OPTION_GROUPS = {
     "masking": ("word_boundaries", "segmenter", "replace_level", "span_distribution", "max_ngram", "geometric_p",
@@ -284,6 +321,7 @@ OPTION_GROUPS = {
                   "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio", "token_delete_ratio"),
     "span_corruption": ("noise_density", "mean_noise_span_length"),
     "causal": ("clm_packing",),
+    "packing": ("packing", "unpad"),  # encoder objectives with a masked-LM head
     "mixture": ("mixture_cap", "mixture_temperature"),
 }
 

@@ -10,8 +10,8 @@ import sys
 from transformers import HfArgumentParser
 
 from . import steps
-from .args import DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
-from .entry import asked_for, complement_help, parse_dataclasses, run_command
+from .args import RECIPES, DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
+from .entry import asked_for, complement_help, is_config_file, parse_dataclasses, run_command
 from .errors import UserError
 from .mixing import resolve_mixture_objective, run_objectives
 
@@ -29,8 +29,11 @@ def parse_args(argv=None):
       for --eval_strategy steps/epoch: that alone does not mean "evaluate only".
     - --num_train_epochs without --max_steps: the epochs decide (the default job's 600 steps do not apply);
     - --mixture of objectives without --objective: the objective is the mixture's (its first component)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = expand_recipe(sys.argv[1:] if argv is None else list(argv))
     model_args, data_args, pretrain_args, training_args = parse_dataclasses(make_parser(), argv)
+    if pretrain_args.recipe and is_config_file(argv):
+        raise UserError(f"{argv[0]}: 'recipe' works on the command line; in a config file write its flags out: "
+                        f"{' '.join(RECIPES[pretrain_args.recipe])}")
     asked = lambda flag: asked_for(argv, flag)  # noqa: E731
     if not asked("do_train") and not asked("do_eval"):
         training_args.do_train = training_args.do_eval = True
@@ -54,10 +57,32 @@ def parse_args(argv=None):
     groups = {g for o in run_objectives(pretrain_args, mixture) for g in o.option_groups}
     pretrain_args.check_groups_used(groups | ({"mixture"} if mixture and mixture.kind == "files" else set()), asked)
     check_config_overrides(model_args.config_overrides)
+    check_packing(data_args, pretrain_args, training_args)
     if training_args.push_to_hub and not training_args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id (e.g. your-name/my-bert), with --hub_dry_run too: it "
                         "names the repository in the model card")
     return model_args, data_args, pretrain_args, training_args
+
+
+def expand_recipe(argv):
+    """argv with a --recipe's flags placed before the user's (so the user's own values win)."""
+    if is_config_file(argv):  # parse_args refuses a recipe there once the file is read safely
+        return argv
+    names = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--recipe"]
+    names += [a.split("=", 1)[1] for a in argv if a.startswith("--recipe=")]
+    for name in names:
+        if name not in RECIPES:
+            raise UserError(f"--recipe {name}: unknown; known: {', '.join(RECIPES)}")
+    return [flag for name in names for flag in RECIPES[name]] + argv
+
+
+def check_packing(data_args, pretrain_args, training_args):
+    """--unpad needs --packing documents; a masking-rate schedule needs batches collated in the main process."""
+    if pretrain_args.unpad and data_args.packing != "documents":
+        raise UserError("--unpad runs packed documents without padding: it needs --packing documents")
+    if not data_args.mlm_schedule.constant and training_args.dataloader_num_workers > 0:
+        raise UserError(f"--mlm_probability {data_args.mlm_schedule.spec} is a schedule, which follows the "
+                        "optimizer steps by counting batches in the main process: use --dataloader_num_workers 0")
 
 
 def check_config_overrides(spec):

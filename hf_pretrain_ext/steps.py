@@ -5,6 +5,7 @@ reads and fills one `Run`; none branches on an objective's name or family: what 
 model class, example preparation, block length, collator, metrics, logged loss parts) comes from its registry
 entry. User mistakes end as one `error:` line (UserError) before the work they would spoil.
 """
+import inspect
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import torch
 from transformers import AutoTokenizer, set_seed
 
 from .collators import DocumentWordStarts, ObjectiveMixtureCollator, TaggedCollator, build_mixture
+from .collators.schedule import ScheduledCollator, set_masking_rate
 from .data.grouping import tokenize_and_group
 from .data.loading import SAMPLE_CORPUS, load_raw_datasets
 from .data.pairs import prepare_sentence_examples
@@ -145,6 +147,11 @@ def load_or_train_tokenizer(run):
 
 def model(run):
     run.model = load_model(run.model_args, run.pretrain_args, run.tokenizer, run.objective)
+    if run.data_args.packing == "documents":
+        if "document_ids" not in inspect.signature(run.model.forward).parameters:
+            raise UserError(f"--packing documents needs a model that takes document_ids (hfpx-bert); "
+                            f"{type(run.model).__name__} does not: convert the checkpoint or use --packing blocks")
+        run.model.config.unpadded = bool(run.pretrain_args.unpad)
     run.max_seq_length = resolve_max_seq_length(run.data_args, run.model,
                                                 fresh=run.model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", run.model.config.model_type,
@@ -168,7 +175,7 @@ def prepare_examples(run, raw):
                                          word_starts=starts)
     length = min(o.block_length(run.max_seq_length, args) for o in run.objectives)
     return tokenize_and_group(raw, tok, length, data_args.line_by_line, data_args.preprocessing_num_workers, cache,
-                              word_starts=starts)
+                              word_starts=starts, packing=data_args.packing)
 
 
 def datasets_(run):
@@ -209,6 +216,13 @@ def collator(run):
         run.eval_collator = run.objective.eval_collator(run.collator, run.eval_ds)
     else:
         run.eval_collator = run.collator.for_eval()
+    set_masking_rate(run.eval_collator, run.data_args.eval_mlm_probability)  # a copy: training keeps its rate
+    schedule = run.data_args.mlm_schedule
+    if not schedule.constant:
+        if not set_masking_rate(run.collator, schedule.start):
+            raise UserError(f"--mlm_probability {schedule.spec}: --objective {run.pretrain_args.objective} has no "
+                            "masking rate to schedule")
+        run.collator = ScheduledCollator(run.collator, schedule, seed=run.training_args.seed)
     if run.objective.label_names:  # so evaluation computes the loss with every label
         run.training_args.label_names = list(run.objective.label_names)
 
@@ -281,7 +295,7 @@ def publish(run, out):
     data_args, training_args, pretrain_args = run.data_args, run.training_args, run.pretrain_args
     source = [data_args.dataset_name or data_args.train_file or f"the package's sample corpus ({SAMPLE_CORPUS.name})"]
     hyper = {"objective": pretrain_args.objective, "max_seq_length": run.max_seq_length,
-             "mlm_probability": data_args.mlm_probability, "learning_rate": training_args.learning_rate,
+             "mlm_probability": data_args.mlm_schedule.spec, "learning_rate": training_args.learning_rate,
              "per_device_train_batch_size": training_args.per_device_train_batch_size,
              "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
              "max_steps": training_args.max_steps, "seed": training_args.seed}

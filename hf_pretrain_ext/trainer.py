@@ -10,7 +10,8 @@
   it divides by it and stops scaling for gradient accumulation) are detected and scaled the Trainer's own way;
 - checkpoints are written atomically: into `<output_dir>/.staging/checkpoint-N`, then renamed into place, so a
   crash or a full disk during a save never leaves a half-written `checkpoint-N` and never costs the previous one;
-- SIGTERM/SIGINT save and stop; a non-finite loss stops the run without saving (see callbacks.py).
+- SIGTERM/SIGINT save and stop; a non-finite loss stops the run without saving (see callbacks.py);
+- a masking-rate schedule (collators/schedule.py) is started where the loop starts and its rate logged.
 """
 import errno
 import json
@@ -27,6 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from .callbacks import NonFiniteLossCallback, SignalStopCallback
 from .constants import IGNORE_INDEX
 from .collators.base import CollatorBase
+from .collators.schedule import RateScheduleCallback, ScheduledCollator
 from .errors import UserError
 from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
@@ -55,6 +57,8 @@ class PretrainTrainer(Trainer):
         if not honours_num_items(self.accelerator.unwrap_model(self.model)):
             self.model_accepts_loss_kwargs = False
         self.add_callback(CollatorEpochCallback(self.data_collator))
+        if isinstance(self.data_collator, ScheduledCollator):
+            self.add_callback(RateScheduleCallback(self.data_collator))
         self.signal_stop = SignalStopCallback()
         self.nonfinite = NonFiniteLossCallback()
         self.add_callback(self.signal_stop)
@@ -182,6 +186,8 @@ class PretrainTrainer(Trainer):
         return loss
 
     def log(self, logs, *args, **kwargs):
+        if "loss" in logs and isinstance(self.data_collator, ScheduledCollator):  # the rate of the last step
+            logs["mlm_probability"] = round(self.data_collator.rate_at_step(max(self.state.global_step - 1, 0)), 6)
         if "loss" in logs and self._parts_count:
             for name, count in self._parts_count.items():
                 logs[name] = round(self._parts_sum[name] / count, 4)

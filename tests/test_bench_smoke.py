@@ -42,3 +42,12 @@ def test_bench_e2e_profile(tmp_path):
     load("bench_e2e").main(["--preset", "tiny", "--steps", "1", "--warmup", "0", "--workers", "0", "--profile",
                             "--out", str(tmp_path / "p")])
     assert "Name" in (tmp_path / "p_profile_tiny_ours.txt").read_text()
+
+
+def test_bench_e2e_documents_preset(tmp_path):
+    """#19: padded line-by-line (stock and ours) vs packed vs packed + unpadded, real tokens/s."""
+    rows, _ = load("bench_e2e").main(["--preset", "tiny-docs", "--steps", "2", "--warmup", "1", "--workers", "0",
+                                      "--out", str(tmp_path / "d")])
+    assert [r["model"] for r in rows] == ["stock", "ours", "ours-packed", "ours-packed-unpadded"]
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert rows[2]["tokens_per_s"] > rows[1]["tokens_per_s"]  # rows full of text: several times the real tokens

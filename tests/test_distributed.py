@@ -1,5 +1,5 @@
-"""Two processes (torchrun, gloo on CPU; DDP, and FSDP2 with the fused loss) with per-device batch b == one
-process with batch 2b.
+"""Two processes (torchrun, gloo on CPU; DDP, and FSDP2 with the fused loss; DDP with packed, unpadded documents
+and a masking-rate schedule) with per-device batch b == one process with batch 2b.
 
 Losses are logged per optimizer step and compared, then the final weights. The logged loss must not be multiplied
 by the number of processes or by gradient-accumulation steps. Dropout is off (each process has its own RNG), and
@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
 
 
-def run(tmp_path, out, nproc, batch, accumulation, fused, fsdp=False):
+def run(tmp_path, out, nproc, batch, accumulation, fused, fsdp=False, extra=()):
     args = quick_args(out, "--train_file", str(tmp_path / "c.txt"), "--tokenizer_name", str(tmp_path / "tok"),
                       "--per_device_train_batch_size", str(batch), "--gradient_accumulation_steps",
                       str(accumulation), "--max_steps", "5", "--logging_steps", "1", "--do_train",
-                      "--use_fused_loss", str(fused), "--dataloader_num_workers", "0")
+                      "--use_fused_loss", str(fused), "--dataloader_num_workers", "0", *extra)
     if fsdp:  # FSDP2 through the Trainer/Accelerate, one unit per BertLayer (gloo on CPU)
         (tmp_path / "fsdp.json").write_text('{"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]}')
         args += ["--fsdp", "full_shard auto_wrap", "--fsdp_config", str(tmp_path / "fsdp.json")]
@@ -44,14 +44,20 @@ def run(tmp_path, out, nproc, batch, accumulation, fused, fsdp=False):
 
 
 # the eager-loss case is slow-only: the fused cases already check DDP's loss and weights, and the suite's 6 minutes
-@pytest.mark.parametrize("fused, accumulation, fsdp", [(True, 2, False), pytest.param(False, 1, False,
-                                                                                     marks=pytest.mark.slow),
-                                                       (True, 1, True)])
-def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulation, fsdp):
-    make_corpus(tmp_path / "c.txt", n_docs=150)
+# packed documents, unpadded, with a masking-rate schedule (#19): the same equality
+PACKED = ("--packing", "documents", "--unpad", "--mlm_probability", "step:0.3,0.15@0.5")
+
+
+@pytest.mark.parametrize("fused, accumulation, fsdp, extra", [
+    (True, 2, False, ()), pytest.param(False, 1, False, (), marks=pytest.mark.slow), (True, 1, True, ()),
+    (True, 2, False, PACKED)])
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulation, fsdp, extra):
+    # packed: short documents, several per row, and enough rows that 5 steps stay inside the first epoch (at an
+    # epoch's end DDP's sampler repeats examples to even out the ranks, which one process does not)
+    make_corpus(tmp_path / "c.txt", **(dict(n_docs=150) if not extra else dict(n_docs=500, words_per_doc=12)))
     tiny_tokenizer().save_pretrained(tmp_path / "tok")
-    one_losses, one_weights = run(tmp_path, tmp_path / "one", 1, 8, accumulation, fused)
-    two_losses, two_weights = run(tmp_path, tmp_path / "two", 2, 4, accumulation, fused, fsdp)
+    one_losses, one_weights = run(tmp_path, tmp_path / "one", 1, 8, accumulation, fused, extra=extra)
+    two_losses, two_weights = run(tmp_path, tmp_path / "two", 2, 4, accumulation, fused, fsdp, extra)
     assert len(one_losses) == len(two_losses) == 5
     # same scale: a multiplied loss would be 2x (processes) or 2x (accumulation) off
     torch.testing.assert_close(torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-5)

@@ -8,7 +8,8 @@ subclass's own fields keep their positions (`MLMCollator(tokenizer, 0.15)`). It 
   optionally with another seed or other fields changed (nsp: `for_eval(pool=eval_dataset)`);
 - `copy(**changes)`: the copy both use, `dataclasses.replace` (a collator with its own __init__ overrides it).
 `as_collator(fn)` wraps a plain callable (a collator from elsewhere: it has no seed or epoch of ours) in a
-`CallableCollator`, so the mixtures handle every component the same way.
+`CallableCollator`, so the mixtures handle every component the same way. `WrappingCollator` is the base of
+collators around another one (mixture.TaggedCollator, schedule.ScheduledCollator).
 """
 import dataclasses
 from collections.abc import Callable
@@ -43,6 +44,24 @@ class CallableCollator(CollatorBase):
 
     def __call__(self, features):
         return self.collate(features)
+
+
+@dataclass(eq=False)
+class WrappingCollator(CollatorBase):
+    """A collator around another (`collator`, a plain callable is wrapped by as_collator), which draws the random
+    numbers: set_epoch is passed on to it, and for_eval is its own evaluation copy (the wrapper is dropped)."""
+
+    collator: Callable
+
+    def __post_init__(self):
+        self.collator = as_collator(self.collator)
+
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.collator.set_epoch(epoch)
+
+    def for_eval(self, seed=None, **changes):
+        return self.collator.for_eval(seed, **changes)
 
 
 def as_collator(collator):

@@ -47,6 +47,18 @@ def pad_batch(sequences, pad_id, pad_to_multiple_of=None):
     return ids, real
 
 
+def document_ids(features, width):
+    """[B, width] int64: the index of each token's document within its example (0, 1, ...; -1 on padding), from
+    the features' `document_lengths` (packing='documents'); None when not every feature carries them."""
+    if not features or not all("document_lengths" in f for f in features):
+        return None
+    out = np.full((len(features), width), -1, dtype=np.int64)
+    for row, f in enumerate(features):
+        lengths = np.asarray(f["document_lengths"], dtype=np.int64)
+        out[row, :lengths.sum()] = np.repeat(np.arange(len(lengths)), lengths)
+    return out
+
+
 def stack_draws(rows, width, count, fill=1.0):
     """[count, B, width] array from per-example draws of shape [count, n_i] (n_i <= width), padded with `fill`.
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..constants import IGNORE_INDEX
-from .base import CollatorBase, as_collator, unwrapped
+from .base import CollatorBase, WrappingCollator, as_collator, unwrapped
 from .rng import example_keys, example_rng
 
 _MIX_STREAM = 0x4D4958  # offsets the mixture's seed so its draws are independent of the collators' own
@@ -143,24 +143,13 @@ def concat_batches(batches, pad_values):
 
 
 @dataclass
-class TaggedCollator(CollatorBase):
+class TaggedCollator(WrappingCollator):
     """Wrap a collator for a dataset mixture: the batch also gets `mixture_component` [B] from the features.
 
     The wrapped collator (a plain callable is wrapped by base.as_collator) draws the random numbers: set_epoch is
     passed on to it, and for_eval is its own evaluation copy, untagged (held-out rows carry no component)."""
 
-    collator: CollatorBase
     component_names: list
-
-    def __post_init__(self):
-        self.collator = as_collator(self.collator)
-
-    def set_epoch(self, epoch):
-        super().set_epoch(epoch)
-        self.collator.set_epoch(epoch)
-
-    def for_eval(self, seed=None, **changes):
-        return self.collator.for_eval(seed, **changes)
 
     def __call__(self, features):
         batch = self.collator(features)
@@ -186,7 +175,8 @@ class ObjectiveMixtureCollator(CollatorBase):
         own = [unwrapped(c) for c in self.collators.values()]
         pads = {c.tokenizer.pad_token_id for c in own if hasattr(c, "tokenizer")}
         self.pad_values = {"input_ids": pads.pop() if len(pads) == 1 else 0, "decoder_input_ids": 0,
-                           "labels": IGNORE_INDEX, "attention_mask": 0, "position_ids": 0}
+                           "labels": IGNORE_INDEX, "attention_mask": 0, "position_ids": 0,
+                           "document_ids": -1}
         if own and hasattr(own[0], "decoder_start_token_id"):
             self.pad_values["decoder_input_ids"] = own[0].tokenizer.pad_token_id
 

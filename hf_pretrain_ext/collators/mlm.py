@@ -5,7 +5,8 @@ selected tokens, `mask_replace_prob` become [MASK], `random_replace_prob` a rand
 vocabulary only (never a special or added token, unlike HF's collator), the rest stay. Labels are the original
 ids at selected positions and -100 elsewhere. Random numbers come per example from (seed, epoch, example_index)
 (see rng.py), as many as the example has tokens, so an example masks the same way in any batch; the batch work is
-vectorised numpy (masking.py), with one short loop over examples to draw their numbers.
+vectorised numpy (masking.py), with one short loop over examples to draw their numbers. Examples packed with
+packing='documents' carry `document_lengths`; the batch then holds `document_ids` [B, L] (-1 on padding).
 """
 from dataclasses import dataclass, field
 
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 
 from .base import CollatorBase
-from .masking import IGNORE_INDEX, ordinary_token_ids, pad_batch, replace_selected, stack_draws  # noqa: F401
+from .masking import (IGNORE_INDEX, document_ids, ordinary_token_ids, pad_batch, replace_selected,  # noqa: F401
+                      stack_draws)
 from .rng import example_keys, example_rng
 
 
@@ -53,6 +55,9 @@ class MLMCollator(CollatorBase):
         draws = stack_draws([self.draw(example_rng(self.seed, self.epoch, k), len(f["input_ids"]))
                              for k, f in zip(example_keys(features), features)], ids.shape[1], 3)
         batch = self.apply(ids, real, draws)
+        docs = document_ids(features, ids.shape[1])
+        if docs is not None:  # packed documents: each attends to itself, positions restart (hfpx-bert)
+            batch["document_ids"] = docs
         return {k: torch.from_numpy(v) for k, v in batch.items()}
 
     def apply(self, ids, real, draws, **unused):

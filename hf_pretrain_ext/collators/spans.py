@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .masking import (merge_spans, pad_batch, replace_selected, select_spans, span_length_cdf, stack_draws,
-                      words_from_starts)
+from .masking import (document_ids, merge_spans, pad_batch, replace_selected, select_spans, span_length_cdf,
+                      stack_draws, words_from_starts)
 from .mlm import MLMCollator
 from .rng import example_keys, example_rng
 from .words import WordBoundaries
@@ -82,8 +82,12 @@ class WordMaskCollator(MLMCollator):
 
     @staticmethod
     def carried(features, width):
-        """offset_mapping / word_starts from the features, padded to [B, W(, 2)], when every feature has them."""
+        """offset_mapping / word_starts / document ids from the features, padded to [B, W(, 2)], when every feature
+        has them."""
         out = {}
+        docs = document_ids(features, width)
+        if docs is not None:
+            out["documents"] = docs
         if all("word_starts" in f for f in features):
             out["precomputed"], _ = pad_batch([f["word_starts"] for f in features], 0)
             out["precomputed"] = np.pad(out["precomputed"], ((0, 0), (0, width - out["precomputed"].shape[1])))
@@ -96,7 +100,7 @@ class WordMaskCollator(MLMCollator):
             out["offsets"] = offsets
         return out
 
-    def apply(self, ids, real, draws, offsets=None, precomputed=None):
+    def apply(self, ids, real, draws, offsets=None, precomputed=None, documents=None):
         """Mask a padded batch given per-token draws [5, B, W]; returns a dict of numpy arrays."""
         eligible = real & ~np.isin(ids, self.special_ids)
         starts = self.boundaries.word_starts(ids, eligible, offsets, precomputed)
@@ -119,10 +123,14 @@ class WordMaskCollator(MLMCollator):
         out, labels = replace_selected(ids, selected, kind, draws[3], self.tokenizer.mask_token_id,
                                        self.ordinary_ids, self.mask_replace_prob, self.random_replace_prob)
         if self.merge_spans:
-            out, real, labels, span_tokens = merge_spans(out, real, labels, selected, first,
-                                                         self.tokenizer.pad_token_id, self.pad_to_multiple_of,
-                                                         extra=(span_tokens,))
+            shifted = documents + 1 if documents is not None else np.zeros_like(ids)  # merge pads extras with 0
+            out, real, labels, span_tokens, shifted = merge_spans(out, real, labels, selected, first,
+                                                                  self.tokenizer.pad_token_id,
+                                                                  self.pad_to_multiple_of, extra=(span_tokens, shifted))
+            documents = shifted - 1 if documents is not None else None
         batch = {"input_ids": out, "attention_mask": real.astype(np.int64), "labels": labels}
+        if documents is not None:
+            batch["document_ids"] = documents
         if self.return_span_lengths:
             batch["span_lengths"] = span_tokens
         return batch

@@ -18,12 +18,14 @@ class HfpxBertConfig(BertConfig):
         (BERT's N(0, initializer_range)) or 'sinusoidal' (the Transformer's sin/cos table, scaled to an RMS of
         initializer_range). Only a starting point: the table is trained like any weight and the architecture is
         BERT's, so checkpoints stay stock-BERT compatible. Loaded checkpoints keep their own values.
+    unpadded: with `document_ids` (packed rows), run the encoder on the real tokens only (models/unpadded.py):
+        the same weights and results as the padded packed path, less work where rows end in padding.
     """
 
     model_type = "hfpx-bert"
 
     def __init__(self, sparse_prediction=True, use_fused_loss=True, loss_backend="auto",
-                 position_embedding_init="normal", **kwargs):
+                 position_embedding_init="normal", unpadded=False, **kwargs):
         if position_embedding_init not in ("normal", "sinusoidal"):
             raise ValueError(f"position_embedding_init must be 'normal' or 'sinusoidal', got "
                              f"{position_embedding_init!r}")
@@ -32,6 +34,7 @@ class HfpxBertConfig(BertConfig):
         self.sparse_prediction = sparse_prediction
         self.use_fused_loss = use_fused_loss
         self.loss_backend = loss_backend
+        self.unpadded = unpadded
 
 
 TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,

@@ -10,7 +10,8 @@ both ways without renaming. What differs from transformers' BertForMaskedLM:
 - a batch with no labelled token gives a zero loss with a gradient path, never NaN;
 - packed rows: `document_ids` [B, L] (0, 1, 2, ... per document in a row, -1 on padding) gives each document its
   own position ids (restarting at 0) and a block-diagonal 4D additive attention mask, which SDPA and eager
-  attention both take as-is, so a document attends only to itself and scores as it would alone.
+  attention both take as-is, so a document attends only to itself and scores as it would alone; with
+  config.unpadded the masked-LM model runs such rows on their real tokens only (unpadded.py).
 """
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from transformers.models.bert.modeling_bert import BertEmbeddings, BertOnlyMLMHe
 
 from .configuration_hfpx_bert import HfpxBertConfig
 from .lm_loss import head_loss, labelled_rows
+from .unpadded import unpadded_sequence_output
 
 _TIED = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
          "cls.predictions.decoder.bias": "cls.predictions.bias"}
@@ -146,9 +148,16 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, **kwargs):
-        attention_mask, position_ids = packed_inputs(self, document_ids, attention_mask, position_ids)
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
+        if document_ids is not None and getattr(self.config, "unpadded", False) and inputs_embeds is None \
+                and not kwargs.get("output_attentions") and not kwargs.get("output_hidden_states"):
+            if position_ids is None:
+                position_ids = document_position_ids(document_ids)
+            outputs = ModelOutput(last_hidden_state=unpadded_sequence_output(
+                self.bert, input_ids, document_ids, position_ids, token_type_ids), hidden_states=None, attentions=None)
+        else:
+            attention_mask, position_ids = packed_inputs(self, document_ids, attention_mask, position_ids)
+            outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         sequence_output = outputs.last_hidden_state
         if labels is None:
             return HfpxMaskedLMOutput(logits=self.cls(sequence_output), hidden_states=outputs.hidden_states,
