@@ -9,10 +9,15 @@ fallback) holds one chunk at a time. See docs/kernels.md for the design and its 
 
 backend="auto" picks triton on CUDA when triton is importable and torch otherwise; the environment
 variable HFPX_LOSS_BACKEND=torch|triton forces one.
+
+`fused_linear_distillation` (distill.py) is the distillation counterpart: KL(teacher || student) at temperature
+T on the labelled rows, from both models' hidden states and heads, chunked (torch backend only so far).
 """
+from .distill import fused_linear_distillation
 from .functional import BACKEND_ENV, HAS_TRITON, fused_linear_cross_entropy, resolve_backend
 from .module import FusedLinearCrossEntropy
-from .reference import linear_cross_entropy_reference
+from .reference import linear_cross_entropy_reference, linear_distillation_reference
 
 __all__ = ["fused_linear_cross_entropy", "FusedLinearCrossEntropy", "linear_cross_entropy_reference",
-           "resolve_backend", "HAS_TRITON", "BACKEND_ENV"]
+           "fused_linear_distillation", "linear_distillation_reference", "resolve_backend", "HAS_TRITON",
+           "BACKEND_ENV"]

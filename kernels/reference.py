@@ -35,3 +35,25 @@ def linear_cross_entropy_reference(hidden, weight, labels, bias=None, *, ignore_
         return total
     denom = keep.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch, device=total.device)
     return total / denom.clamp(min=1)
+
+
+def linear_distillation_reference(student_hidden, student_weight, teacher_hidden, teacher_weight, labels,
+                                  student_bias=None, teacher_bias=None, *, temperature=1.0, ignore_index=-100,
+                                  reduction="mean", num_items_in_batch=None, backend=None):
+    """KL(teacher || student) at `temperature` on labelled rows, from both models' full [N, V] logits (fp32, fp64
+    for fp64 input): sum_v p_t (log p_t - log p_s) per row, F.kl_div with log targets; no gradient to the
+    teacher. The spec of kernels.distill.fused_linear_distillation."""
+    compute = torch.float64 if student_hidden.dtype == torch.float64 else torch.float32
+
+    def logits(h, w, b):
+        return F.linear(h.reshape(-1, h.shape[-1]).to(compute), w.to(compute), None if b is None else b.to(compute))
+
+    keep = labels.reshape(-1) != ignore_index
+    log_s = F.log_softmax(logits(student_hidden, student_weight, student_bias) / temperature, -1)[keep]
+    with torch.no_grad():
+        log_t = F.log_softmax(logits(teacher_hidden, teacher_weight, teacher_bias) / temperature, -1)[keep]
+    total = F.kl_div(log_s, log_t, log_target=True, reduction="none").sum()
+    if reduction == "sum":
+        return total
+    denom = keep.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch, device=total.device)
+    return total / denom.clamp(min=1)

@@ -43,14 +43,15 @@ def run(tmp_path, out, nproc, batch, accumulation, fused, fsdp=False, extra=()):
     return [h["loss"] for h in state["log_history"] if "loss" in h], load_file(out / "model.safetensors")
 
 
-# the eager-loss case is slow-only: the fused cases already check DDP's loss and weights, and the suite's 6 minutes
+# the eager-loss case is slow-only: the fused cases already check DDP's loss and weights
 # packed documents, unpadded, with a masking-rate schedule (#19): the same equality
 PACKED = ("--packing", "documents", "--unpad", "--mlm_probability", "step:0.3,0.15@0.5")
 
 
 @pytest.mark.parametrize("fused, accumulation, fsdp, extra", [
-    (True, 2, False, ()), pytest.param(False, 1, False, (), marks=pytest.mark.slow), (True, 1, True, ()),
-    (True, 2, False, PACKED)])
+    # the suite's 6 minutes: blocks with accumulation are slow-only, the packed case has accumulation too
+    pytest.param(True, 2, False, (), marks=pytest.mark.slow), pytest.param(False, 1, False, (), marks=pytest.mark.slow),
+    (True, 1, True, ()), (True, 2, False, PACKED)])
 def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulation, fsdp, extra):
     # packed: short documents, several per row, and enough rows that 5 steps stay inside the first epoch (at an
     # epoch's end DDP's sampler repeats examples to even out the ranks, which one process does not)

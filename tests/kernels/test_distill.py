@@ -1,0 +1,118 @@
+"""fused_linear_distillation against the fp64 reference: loss and the student's gradients (hidden, weight, bias)
+across dtypes, odd shapes (student and teacher of different widths), 0 / 1 / 15% / 100% labelled rows, T != 1,
+many chunks; the teacher gets no gradient; bad arguments are refused."""
+import pytest
+import torch
+
+from hf_pretrain_ext.kernels import fused_linear_distillation, linear_distillation_reference
+from hf_pretrain_ext.kernels.ops import distill_torch
+
+SMALL = (3, 37, 29, 41, 123)  # B, T, H student, H teacher, V
+BERT = (2, 16, 768, 768, 30522)
+TOL = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 1e-6), torch.bfloat16: (3e-2, 2e-3),
+       torch.float16: (1e-2, 5e-4)}
+
+
+def make(shape, dtype, labelled, bias, seed=0):
+    b, t, hs, ht, v = shape
+    g = torch.Generator().manual_seed(seed)
+    s_h = torch.randn(b, t, hs, generator=g)
+    t_h = torch.randn(b, t, ht, generator=g)
+    s_w = torch.randn(v, hs, generator=g) / hs ** 0.5 * 2
+    t_w = torch.randn(v, ht, generator=g) / ht ** 0.5 * 3
+    s_b = torch.randn(v, generator=g) * 0.1 if bias else None
+    t_b = torch.randn(v, generator=g) * 0.1 if bias else None
+    labels = torch.randint(0, v, (b, t), generator=g)
+    if labelled == "one":
+        keep = torch.zeros(b * t, dtype=torch.bool)
+        keep[7] = True
+    else:
+        keep = torch.rand(b * t, generator=g) < labelled
+    labels = torch.where(keep.view(b, t), labels, torch.full_like(labels, -100))
+    cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
+    return [cast(x) for x in (s_h, s_w, s_b, t_h, t_w, t_b)], labels
+
+
+def check(shape, dtype, labelled, bias=False, temperature=1.0, **options):
+    (s_h, s_w, s_b, t_h, t_w, t_b), labels = make(shape, dtype, labelled, bias)
+    leaves = [x.detach().clone().requires_grad_() for x in (s_h, s_w) + ((s_b,) if bias else ())]
+    ours = fused_linear_distillation(leaves[0], leaves[1], t_h, t_w, labels, leaves[2] if bias else None, t_b,
+                                     temperature=temperature, **options)
+    ours.backward()
+    ref_leaves = [x.detach().double().requires_grad_() for x in (s_h, s_w) + ((s_b,) if bias else ())]
+    ref = linear_distillation_reference(ref_leaves[0], ref_leaves[1], t_h.double(), t_w.double(), labels,
+                                        ref_leaves[2] if bias else None, None if t_b is None else t_b.double(),
+                                        temperature=temperature, **options)
+    ref.backward()
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(ours.double(), ref, rtol=rtol, atol=atol)
+    for mine, want in zip(leaves, ref_leaves):
+        assert mine.grad is not None and mine.grad.dtype == mine.dtype
+        scale = want.grad.abs().max().item() or 1.0
+        torch.testing.assert_close(mine.grad.double(), want.grad, rtol=rtol, atol=atol + rtol * scale)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(distill_torch, "CHUNK_ELEMENTS", 7 * SMALL[-1])  # chunks of 7 rows
+
+
+@pytest.mark.parametrize("labelled", [0.0, "one", 0.15, 1.0], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_small_odd_shape(small_chunks, dtype, labelled):
+    # T = 1 and T != 1 both, bias on the 15% rows (every fraction crosses chunk boundaries but 0 and one)
+    check(SMALL, dtype, labelled, bias=labelled == 0.15, temperature=1.0 if labelled in (0.0, "one") else 2.5)
+    if labelled == "one":
+        check(SMALL, dtype, labelled, temperature=0.5)
+
+
+@pytest.mark.parametrize("options", [dict(reduction="sum"), dict(num_items_in_batch=41),
+                                     dict(num_items_in_batch=torch.tensor(41))], ids=["sum", "int", "tensor"])
+def test_reductions(small_chunks, options):
+    check(SMALL, torch.float32, 0.15, bias=True, temperature=2.0, **options)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bert_shape(dtype):
+    check(BERT, dtype, 0.15, bias=True, temperature=2.0)
+
+
+def test_nothing_labelled_gives_zero_and_zero_gradients():
+    (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.0, False)
+    s_h.requires_grad_()
+    loss = fused_linear_distillation(s_h, s_w, t_h, t_w, labels)
+    loss.backward()
+    assert float(loss) == 0.0 and s_h.grad is not None and not s_h.grad.any()
+
+
+def test_the_teacher_gets_no_gradient_and_a_perfect_student_none():
+    (s_h, s_w, _, _, _, _), labels = make(SMALL, torch.float32, 1.0, False)
+    teacher_h, teacher_w = s_h.clone().requires_grad_(), s_w.clone().requires_grad_()
+    s_h.requires_grad_()
+    loss = fused_linear_distillation(s_h, s_w, teacher_h, teacher_w, labels, temperature=3.0)
+    loss.backward()
+    assert abs(float(loss)) < 1e-6 and s_h.grad.abs().max() < 1e-6  # same model: KL 0, gradient 0
+    assert teacher_h.grad is None and teacher_w.grad is None
+
+
+def test_bad_arguments():
+    (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.15, False)
+    with pytest.raises(ValueError, match="one vocabulary"):
+        fused_linear_distillation(s_h, s_w, t_h, t_w[:-1], labels)
+    with pytest.raises(ValueError, match="per-row"):
+        fused_linear_distillation(s_h, s_w, t_h, t_w, labels, reduction="none")
+    with pytest.raises(ValueError, match="no Triton backend"):
+        fused_linear_distillation(s_h, s_w, t_h, t_w, labels, backend="triton")
+    with pytest.raises(ValueError, match="temperature"):
+        fused_linear_distillation(s_h, s_w, t_h, t_w, labels, temperature=0)
+    with pytest.raises(ValueError, match="must match"):
+        fused_linear_distillation(s_h, s_w, t_h[:, :-1], t_w, labels)
+
+
+def test_a_second_backward_is_refused():
+    (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.15, False)
+    s_h.requires_grad_()
+    loss = fused_linear_distillation(s_h, s_w, t_h, t_w, labels)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward"):
+        loss.backward()
