@@ -244,6 +244,21 @@ class PretrainArguments:
     mixture_temperature: float = field(
         default=1.0, metadata={"help": "Examples-proportional mixing: temperature T (rates ** (1/T), "
                                        "renormalised)."})
+    teacher_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Distil from this checkpoint (hfpx-bert or stock BERT, same vocabulary): "
+                                        "frozen, in eval mode, no gradients; its soft targets on the masked rows "
+                                        "only, through the fused distillation loss. Masked objectives."})
+    distill_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the soft-target loss: (1 - a) * MLM + a * T^2 * KL_T."})
+    distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
+    distill_cosine: float = field(
+        default=0.0, metadata={"help": "Weight of DistilBERT's cosine loss between the student's and the teacher's "
+                                       "last hidden states on every real token (equal hidden sizes)."})
+    distill_init_student: bool = field(
+        default=False, metadata={"help": "Start the student from the teacher (DistilBERT): embeddings, head and "
+                                         "every other layer (student layer i <- teacher layer 2i); needs the "
+                                         "teacher's hidden size (set the depth with --config_overrides "
+                                         "num_hidden_layers=N)."})
 
     def __post_init__(self):
         get_objective(self.objective)  # a one-line error naming the registered objectives
@@ -255,6 +270,14 @@ class PretrainArguments:
                 check()
         if self.tokenizer_vocab_size < 100:
             raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+    def check_distillation(self):
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise UserError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        if not self.distill_temperature > 0:
+            raise UserError(f"--distill_temperature must be positive, got {self.distill_temperature}")
+        if self.distill_cosine < 0:
+            raise UserError(f"--distill_cosine must be >= 0, got {self.distill_cosine}")
 
     def check_masking(self):
         if self.max_ngram < 1 or self.max_span_length < 1:
@@ -322,6 +345,8 @@ OPTION_GROUPS = {
     "span_corruption": ("noise_density", "mean_noise_span_length"),
     "causal": ("clm_packing",),
     "packing": ("packing", "unpad"),  # encoder objectives with a masked-LM head
+    "distillation": ("teacher_model_name_or_path", "distill_alpha", "distill_temperature", "distill_cosine",
+                     "distill_init_student"),
     "mixture": ("mixture_cap", "mixture_temperature"),
 }
 

@@ -77,7 +77,14 @@ def expand_recipe(argv):
 
 
 def check_packing(data_args, pretrain_args, training_args):
-    """--unpad needs --packing documents; a masking-rate schedule needs batches collated in the main process."""
+    """--unpad needs --packing documents; a masking-rate schedule needs batches collated in the main process;
+    distillation flags need a teacher."""
+    if pretrain_args.teacher_model_name_or_path is None and (pretrain_args.distill_init_student
+                                                             or pretrain_args.distill_cosine):
+        raise UserError("--distill_init_student and --distill_cosine need --teacher_model_name_or_path")
+    if pretrain_args.teacher_model_name_or_path is not None and pretrain_args.mixture:
+        raise UserError("--teacher_model_name_or_path with --mixture is not supported yet (one objective, one "
+                        "training file)")
     if pretrain_args.unpad and data_args.packing != "documents":
         raise UserError("--unpad runs packed documents without padding: it needs --packing documents")
     if not data_args.mlm_schedule.constant and training_args.dataloader_num_workers > 0:

@@ -115,3 +115,50 @@ def check_kind(objective, config):
         want = "an encoder-decoder" if objective.kind == "seq2seq" else (
             "a decoder-only" if objective.kind == "decoder" else "an encoder")
         raise UserError(f"--objective {objective.name} needs {want} model, got {config.model_type}")
+
+
+def load_teacher(path, objective, student, model_args, cosine=False):
+    """The frozen distillation teacher: a checkpoint of the objective's model class (stock BERT loads as
+    hfpx-bert), in eval mode, without gradients; it must have the student's vocabulary (and hidden size when the
+    cosine loss compares hidden states)."""
+    from types import SimpleNamespace
+    args = SimpleNamespace(config_overrides=None, model_name_or_path=path, config_name=None,
+                           torch_dtype=model_args.torch_dtype)
+    common = dict(cache_dir=model_args.cache_dir, revision=None, token=model_args.token,
+                  trust_remote_code=model_args.trust_remote_code)
+    try:  # the sizes first, from the config: a mismatch is an error before any weight is read
+        config = AutoConfig.from_pretrained(path, **common)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--teacher_model_name_or_path {path}: could not load a config: {_short(e)}") from None
+    vocab_t, vocab_s = config.vocab_size, student.get_input_embeddings().weight.shape[0]
+    if vocab_t != vocab_s:
+        raise UserError(f"--teacher_model_name_or_path {path}: the teacher has {vocab_t} tokens, the student "
+                        f"{vocab_s}; distillation needs one vocabulary (train the student with the teacher's "
+                        f"tokenizer: --tokenizer_name {path})")
+    if cosine and getattr(config, "hidden_size", None) != student.config.hidden_size:
+        raise UserError(f"--distill_cosine compares hidden states: the teacher's are "
+                        f"{getattr(config, 'hidden_size', None)} wide, the student's {student.config.hidden_size} "
+                        "(a learned projection is not implemented)")
+    teacher = from_checkpoint(args, objective, common)
+    if not hasattr(teacher, "encode"):
+        raise UserError(f"--teacher_model_name_or_path {path}: {type(teacher).__name__} cannot be a teacher yet "
+                        "(hfpx-bert or stock BERT masked-LM checkpoints can)")
+    teacher.eval().requires_grad_(False)
+    return teacher
+
+
+def init_from_teacher(student, teacher):
+    """DistilBERT's initialisation: every weight from the teacher, student layer i from teacher layer 2i (the
+    last teacher layer when 2i is past it). Every other size must be the teacher's."""
+    import re
+    source, target = teacher.state_dict(), student.state_dict()
+    n_teacher = teacher.config.num_hidden_layers
+    for key in target:
+        m = re.match(r"(.*\.layer\.)(\d+)(\..*)", key)
+        src = f"{m[1]}{min(2 * int(m[2]), n_teacher - 1)}{m[3]}" if m else key
+        if src not in source or source[src].shape != target[key].shape:
+            have = tuple(source[src].shape) if src in source else "nothing"
+            raise UserError(f"--distill_init_student: the student's {key} is {tuple(target[key].shape)}, the "
+                            f"teacher has {have} there; the student needs the teacher's sizes except its depth")
+        target[key] = source[src]
+    student.load_state_dict(target)

@@ -137,7 +137,7 @@ DESCRIPTIONS = {
     "clm": "Causal language modelling on packed documents (attention and positions restart at each document).",
 }
 _MASKED = dict(kind="encoder", family="hfpx-bert", auto_class="AutoModelForMaskedLM", needs=("mask_token",
-               "pad_token"), option_groups=("masking", "packing"), pipeline="fill-mask",
+               "pad_token"), option_groups=("masking", "packing", "distillation"), pipeline="fill-mask",
                loss_parts={"mlm_loss": "mlm_loss"})
 for _name in ("mlm", "wwm", "ngram", "span"):
     register_objective(Objective(_name, collator=masking_collator(_name), word_starts=_name != "mlm",

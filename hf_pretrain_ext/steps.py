@@ -29,7 +29,7 @@ from .errors import UserError
 from .hub import prepare_upload, push_folder
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
 from .mixing import build_file_mixture, concat_validation, joined_raw, load_file_mixture, parse_mixture, run_objectives
-from .model_setup import load_model
+from .model_setup import init_from_teacher, load_model, load_teacher
 from .plotting import plot_loss_curve
 from .rundir import (CHECKPOINT_RECORD, check_resume_matches, new_run_record, run_record, supersede_other_runs,
                      vocab_sha)
@@ -64,6 +64,7 @@ class Run:
     collator: object = None
     eval_collator: object = None
     trainer: object = None
+    teacher: object = None  # distillation: the frozen teacher model
     push_to_hub: bool = False
     results: dict = field(default_factory=dict)
 
@@ -152,6 +153,8 @@ def model(run):
             raise UserError(f"--packing documents needs a model that takes document_ids (hfpx-bert); "
                             f"{type(run.model).__name__} does not: convert the checkpoint or use --packing blocks")
         run.model.config.unpadded = bool(run.pretrain_args.unpad)
+    if run.pretrain_args.teacher_model_name_or_path:
+        distill_setup(run)
     run.max_seq_length = resolve_max_seq_length(run.data_args, run.model,
                                                 fresh=run.model_args.model_name_or_path is None)
     logger.info("model %s: %.2fM parameters, vocab %d, max_seq_length %d", run.model.config.model_type,
@@ -160,6 +163,18 @@ def model(run):
                        "tokenizer_vocab_sha": vocab_sha(run.tokenizer)})
     if run.saved is not None:
         check_resume_matches(run.resume, run.saved, run.record, run.model)
+
+
+def distill_setup(run):
+    """The frozen teacher (and, with --distill_init_student, the student started from it); recorded in the run."""
+    args = run.pretrain_args
+    run.teacher = load_teacher(args.teacher_model_name_or_path, run.objective, run.model, run.model_args,
+                               cosine=args.distill_cosine > 0)
+    if args.distill_init_student and run.model_args.model_name_or_path is None:
+        init_from_teacher(run.model, run.teacher)
+    run.record["teacher"] = os.path.abspath(args.teacher_model_name_or_path)
+    logger.info("distilling from %s (%d layers) into %d layers", args.teacher_model_name_or_path,
+                run.teacher.config.num_hidden_layers, run.model.config.num_hidden_layers)
 
 
 def prepare_examples(run, raw):
@@ -241,7 +256,9 @@ def trainer(run):
         compute_metrics=MaskedTokenAccuracy(most_frequent_token(run.train_ds, run.tokenizer.all_special_ids))
         if evaluating else None,
         preprocess_logits_for_metrics=(run.objective.metrics or preprocess_logits_for_metrics) if evaluating else None,
-        run_record=run.record, loss_parts=run.objective.loss_parts)
+        run_record=run.record, loss_parts=loss_parts(run), teacher=run.teacher,
+        distill=dict(alpha=run.pretrain_args.distill_alpha, temperature=run.pretrain_args.distill_temperature,
+                     cosine=run.pretrain_args.distill_cosine))
     run.record.update({"train_file": run.data_args.train_file or str(SAMPLE_CORPUS),
                        "dataset_name": run.data_args.dataset_name, "argv": sys.argv})
     if run.trainer.is_world_process_zero():
@@ -252,6 +269,15 @@ def trainer(run):
         run.owned.started()  # from here on a failure keeps what is in the output directory
     if run.resume is not None and run.data_args.streaming:
         run.trainer.restore_rng_on_first_step(run.resume)
+
+
+def loss_parts(run):
+    """The objective's logged loss parts, plus the distillation ones when there is a teacher."""
+    parts = dict(run.objective.loss_parts)
+    if run.teacher is not None:
+        parts.update(distill_loss="distill_loss", **({"cosine_loss": "cosine_loss"}
+                                                    if run.pretrain_args.distill_cosine else {}))
+    return parts
 
 
 def train_and_evaluate(run):

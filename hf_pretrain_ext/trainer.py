@@ -11,7 +11,10 @@
 - checkpoints are written atomically: into `<output_dir>/.staging/checkpoint-N`, then renamed into place, so a
   crash or a full disk during a save never leaves a half-written `checkpoint-N` and never costs the previous one;
 - SIGTERM/SIGINT save and stop; a non-finite loss stops the run without saving (see callbacks.py);
-- a masking-rate schedule (collators/schedule.py) is started where the loop starts and its rate logged.
+- a masking-rate schedule (collators/schedule.py) is started where the loop starts and its rate logged;
+- distillation: with a teacher, each training batch gets the teacher's side (`distill`, computed under no_grad)
+  and the student's forward adds the soft-target and cosine terms (models/distill_loss.py); evaluation scores
+  the task loss alone.
 """
 import errno
 import json
@@ -30,6 +33,8 @@ from .constants import IGNORE_INDEX
 from .collators.base import CollatorBase
 from .collators.schedule import RateScheduleCallback, ScheduledCollator
 from .errors import UserError
+from .models.distill_loss import DistillTarget
+from .models.lm_loss import labelled_rows
 from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -46,8 +51,10 @@ def honours_num_items(model):
 class PretrainTrainer(Trainer):
     loss_parts = LOSS_PARTS  # model outputs averaged over the logging window and logged beside `loss`
 
-    def __init__(self, *args, eval_data_collator=None, run_record=None, loss_parts=None, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, run_record=None, loss_parts=None, teacher=None,
+                 distill=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.teacher, self.distill = teacher, dict(distill or {})  # distillation (models/distill_loss.py)
         parts = self.loss_parts if loss_parts is None else loss_parts  # names, or model output -> logged name
         self.loss_parts = dict(parts) if isinstance(parts, dict) else {name: name for name in parts}
         self.eval_data_collator = eval_data_collator
@@ -141,6 +148,8 @@ class PretrainTrainer(Trainer):
         components = inputs.pop("mixture_component", None) if isinstance(inputs, dict) else None
         if components is not None and model.training and not return_outputs:
             return self._mixture_loss(model, inputs, components, num_items_in_batch)
+        if self.teacher is not None and model.training and "labels" in inputs:
+            inputs = dict(inputs, distill=self._teacher_target(inputs))
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if model.training and isinstance(outputs, dict):
@@ -149,6 +158,28 @@ class PretrainTrainer(Trainer):
                 if part is not None:
                     self._record_part(logged, part.detach().float())
         return (loss, outputs) if return_outputs else loss
+
+    def _teacher_target(self, inputs):
+        """The teacher's side of this batch (no gradients): head-transformed states at the labelled positions,
+        its decoder, and for the cosine loss its last hidden states and the real tokens."""
+        teacher = self.teacher
+        device = inputs["input_ids"].device
+        if next(teacher.parameters()).device != device:
+            teacher.to(device)
+        keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
+        with torch.no_grad():
+            sequence = teacher.encode(**{k: inputs[k] for k in keys if k in inputs}).last_hidden_state
+            rows, _ = labelled_rows(sequence, inputs["labels"])
+            rows = teacher.cls.predictions.transform(rows)
+        decoder = teacher.cls.predictions.decoder
+        cosine = self.distill.get("cosine", 0.0)
+        real = None
+        if cosine:
+            real = inputs["document_ids"] >= 0 if "document_ids" in inputs else (
+                inputs["attention_mask"].bool() if "attention_mask" in inputs else
+                torch.ones(inputs["input_ids"].shape, dtype=torch.bool, device=device))
+        return DistillTarget(rows, decoder.weight, decoder.bias, self.distill["temperature"], self.distill["alpha"],
+                             cosine, sequence if cosine else None, real)
 
     def _record_part(self, name, value):
         self._parts_sum[name] += float(value)

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPreTrainingHeads
 
 from .configuration_hfpx_bert import HfpxBertConfig
+from .distill_loss import distilled_loss
 from .lm_loss import head_loss, labelled_rows
 from .unpadded import unpadded_sequence_output
 
@@ -31,12 +32,15 @@ _TIED = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weig
 
 @dataclass
 class HfpxMaskedLMOutput(ModelOutput):
-    """loss: total loss; mlm_loss / sop_loss: its parts; logits: see HfpxBertConfig.sparse_prediction."""
+    """loss: total loss; mlm_loss / sop_loss / distill_loss / cosine_loss: its parts; logits: see
+    HfpxBertConfig.sparse_prediction."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None
     sop_loss: torch.Tensor | None = None
+    distill_loss: torch.Tensor | None = None
+    cosine_loss: torch.Tensor | None = None
     seq_relationship_logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
@@ -146,25 +150,42 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
         self.cls = BertOnlyMLMHead(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, **kwargs):
+    def encode(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+               inputs_embeds=None, document_ids=None, **kwargs):
+        """The encoder's outputs (last_hidden_state [B, L, H], ...) for plain, packed or (config.unpadded) unpadded
+        rows; the masked-LM forward and a distillation teacher both start here."""
         if document_ids is not None and getattr(self.config, "unpadded", False) and inputs_embeds is None \
                 and not kwargs.get("output_attentions") and not kwargs.get("output_hidden_states"):
             if position_ids is None:
                 position_ids = document_position_ids(document_ids)
-            outputs = ModelOutput(last_hidden_state=unpadded_sequence_output(
+            return ModelOutput(last_hidden_state=unpadded_sequence_output(
                 self.bert, input_ids, document_ids, position_ids, token_type_ids), hidden_states=None, attentions=None)
-        else:
-            attention_mask, position_ids = packed_inputs(self, document_ids, attention_mask, position_ids)
-            outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
+        attention_mask, position_ids = packed_inputs(self, document_ids, attention_mask, position_ids)
+        return self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, distill=None, **kwargs):
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, document_ids,
+                              **kwargs)
         sequence_output = outputs.last_hidden_state
         if labels is None:
             return HfpxMaskedLMOutput(logits=self.cls(sequence_output), hidden_states=outputs.hidden_states,
                                       attentions=outputs.attentions)
-        loss, logits = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
-                                      num_items_in_batch, self.training)
-        return HfpxMaskedLMOutput(loss=loss, mlm_loss=loss.detach(), logits=logits,
+        parts = {}
+        if distill is not None:  # a teacher's soft targets (models/distill_loss.py)
+            rows, targets = labelled_rows(sequence_output, labels)
+            rows = self.cls.predictions.transform(rows)
+            decoder = self.cls.predictions.decoder
+            mlm, logits = head_loss(self.config, rows, decoder.weight, targets, decoder.bias, num_items_in_batch,
+                                    self.training)
+            loss, parts = distilled_loss(mlm, rows, decoder.weight, decoder.bias, targets, sequence_output, distill,
+                                         num_items_in_batch)
+        else:
+            loss, logits = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
+                                          num_items_in_batch, self.training)
+            mlm = loss
+        return HfpxMaskedLMOutput(loss=loss, mlm_loss=mlm.detach(), logits=logits, **parts,
                                   hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 

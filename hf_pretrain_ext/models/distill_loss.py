@@ -1,0 +1,53 @@
+"""Distillation inside the student's forward, so DDP and FSDP see one ordinary forward and backward.
+
+PretrainTrainer runs the frozen teacher under no_grad and hands its part to the student as a `DistillTarget`
+(the `distill` argument of HfpxBertForMaskedLM.forward); the student then returns
+
+    loss = (1 - alpha) * task_loss + alpha * T^2 * KL_T(teacher || student) + cosine * (1 - cos(h_s, h_t))
+
+with `mlm_loss`, `distill_loss` and `cosine_loss` beside it. The KL is taken on the labelled rows only, through
+kernels.fused_linear_distillation (no [N, V] logits of either model), summed and divided by num_items_in_batch
+like the task loss, so gradient accumulation and DDP average it the same way; T^2 keeps its gradients' scale
+independent of T (Hinton et al. 2015). The cosine term (DistilBERT's) compares the last hidden states of every
+real token, averaged over this micro-batch's real tokens and weighted by its share of the batch's labelled tokens
+(so accumulated micro-batches and DDP ranks average it); it needs equal widths (no learned projection yet).
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels import fused_linear_distillation
+
+
+@dataclass
+class DistillTarget:
+    """The teacher's side of one batch (no gradients)."""
+
+    rows: torch.Tensor  # [n_labelled, H_t]: head-transformed teacher states at the labelled positions, row-major
+    weight: torch.Tensor  # [V, H_t] teacher decoder
+    bias: torch.Tensor | None
+    temperature: float
+    alpha: float
+    cosine: float = 0.0
+    sequence: torch.Tensor | None = None  # [B, L, H_t] teacher last hidden states (cosine only)
+    real: torch.Tensor | None = None  # [B, L] bool: real tokens (cosine only)
+
+
+def distilled_loss(task_loss, rows, weight, bias, targets, sequence_output, target, num_items_in_batch=None):
+    """(loss, parts) of the formula above; rows [n_labelled, H_s] are the student's head-transformed states at the
+    labelled positions, targets [n_labelled] their labels, sequence_output [B, L, H_s]."""
+    t = float(target.temperature)
+    kl = fused_linear_distillation(rows, weight, target.rows, target.weight, targets, bias, target.bias,
+                                   temperature=t, num_items_in_batch=num_items_in_batch)
+    loss = (1.0 - target.alpha) * task_loss + target.alpha * t * t * kl
+    parts = {"distill_loss": kl.detach()}
+    if target.cosine:
+        student, teacher = sequence_output[target.real].float(), target.sequence[target.real].float()
+        cos = (1.0 - F.cosine_similarity(student, teacher, dim=-1)).sum() / max(len(student), 1)
+        # weighted by this micro-batch's share of the labelled tokens, so accumulation and DDP average it like
+        # the token losses instead of adding one mean per micro-batch
+        share = 1.0 if num_items_in_batch is None else len(rows) / torch.as_tensor(num_items_in_batch).clamp(min=1)
+        loss = loss + target.cosine * cos * share
+        parts["cosine_loss"] = cos.detach()
+    return loss, parts

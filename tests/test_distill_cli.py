@@ -1,0 +1,109 @@
+"""#21 end to end: a tiny teacher distilled into a tiny student by run_pretrain.py (loss parts logged, saved,
+reloaded through Auto*, exact resume), DistilBERT's every-other-layer initialisation, and one-line errors."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_pretrain_ext.cli import main
+from hf_pretrain_ext.model_setup import init_from_teacher
+from hf_pretrain_ext.models import HfpxBertConfig, HfpxBertForMaskedLM
+from hfpx_testutils import make_corpus, quick_args, tiny_tokenizer
+
+SIZE = "hidden_size=32,num_attention_heads=2,intermediate_size=64"
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    make_corpus(tmp / "c.txt", n_docs=60)
+    tiny_tokenizer().save_pretrained(tmp / "tok")
+    main(quick_args(tmp / "t", "--train_file", str(tmp / "c.txt"), "--tokenizer_name", str(tmp / "tok"),
+                    "--config_overrides", f"{SIZE},num_hidden_layers=2", "--do_train", "--max_steps", "3",
+                    fresh=False))
+    return tmp
+
+
+def student_args(tmp, out, *extra):
+    return quick_args(out, "--train_file", str(tmp / "c.txt"), "--tokenizer_name", str(tmp / "tok"),
+                      "--config_overrides", f"{SIZE},num_hidden_layers=1", "--teacher_model_name_or_path",
+                      str(tmp / "t"), "--distill_alpha", "0.5", "--distill_temperature", "2", "--distill_cosine",
+                      "1", "--distill_init_student", "--logging_steps", "1", *extra, fresh=False)
+
+
+def history(out):
+    return json.loads((Path(out) / "trainer_state.json").read_text())["log_history"]
+
+
+def test_distilled_student_logs_its_loss_parts_saves_and_reloads(teacher, tmp_path):
+    out = tmp_path / "s"
+    main(student_args(teacher, out, "--max_steps", "4"))
+    logged = [h for h in history(out) if "loss" in h]
+    assert len(logged) == 4
+    for h in logged:
+        assert {"mlm_loss", "distill_loss", "cosine_loss"} <= set(h), h
+        assert h["distill_loss"] > 0 and 0 <= h["cosine_loss"] <= 2
+    assert "eval_loss" in json.loads((out / "eval_results.json").read_text())
+    assert json.loads((out / "hfpx_run.json").read_text())["teacher"] == str((teacher / "t").resolve())
+    from transformers import AutoModelForMaskedLM
+    import hf_pretrain_ext  # noqa: F401
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert model.config.num_hidden_layers == 1 and not list(out.glob("checkpoint-*/teacher*"))
+
+
+def test_distilled_run_resumes_exactly(teacher, tmp_path):
+    whole = tmp_path / "whole"
+    main(student_args(teacher, whole, "--max_steps", "8", "--save_steps", "4", "--eval_strategy", "no",
+                      "--do_train"))
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut, ignore=shutil.ignore_patterns("checkpoint-8"))
+    (cut / "model.safetensors").unlink()
+    main(student_args(teacher, cut, "--max_steps", "8", "--save_steps", "4", "--eval_strategy", "no",
+                      "--do_train", "--resume_from_checkpoint", "True"))
+    strip = (lambda hs: [(h["step"], h["loss"], h["distill_loss"]) for h in hs if "loss" in h])  # noqa: E731
+    assert strip(history(cut)) == strip(history(whole))
+    a, b = load_file(whole / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+
+
+def test_student_layer_i_starts_as_teacher_layer_2i():
+    small = dict(vocab_size=50, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                 max_position_embeddings=32)
+    torch.manual_seed(0)
+    t = HfpxBertForMaskedLM(HfpxBertConfig(num_hidden_layers=4, **small))
+    s = HfpxBertForMaskedLM(HfpxBertConfig(num_hidden_layers=2, **small))
+    init_from_teacher(s, t)
+    for i in range(2):
+        for (name, p), (_, q) in zip(s.bert.encoder.layer[i].named_parameters(),
+                                     t.bert.encoder.layer[2 * i].named_parameters()):
+            assert p.equal(q), name
+    assert s.bert.embeddings.word_embeddings.weight.equal(t.bert.embeddings.word_embeddings.weight)
+    wide = HfpxBertForMaskedLM(HfpxBertConfig(num_hidden_layers=2, **dict(small, intermediate_size=48)))
+    from hf_pretrain_ext.errors import UserError
+    with pytest.raises(UserError, match="teacher's sizes except its depth"):
+        init_from_teacher(wide, t)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--distill_cosine", "1"], "need --teacher_model_name_or_path"),
+    (["--objective", "clm", "--teacher_model_name_or_path", "x"], "is a distillation option"),
+    (["--teacher_model_name_or_path", "x", "--mixture", "mlm=0.5,wwm=0.5"], "not supported yet"),
+    (["--teacher_model_name_or_path", "x", "--distill_alpha", "1.5"], "--distill_alpha must be in [0, 1]"),
+])
+def test_bad_distillation_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as e:
+        main(quick_args(tmp_path / "o", *flags))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_teacher_with_another_vocabulary_is_refused(teacher, tmp_path, capsys):
+    tiny_tokenizer(120).save_pretrained(tmp_path / "tok120")  # the teacher's has 148 tokens
+    with pytest.raises(SystemExit):
+        main(quick_args(tmp_path / "o", "--train_file", str(teacher / "c.txt"), "--teacher_model_name_or_path",
+                        str(teacher / "t"), "--tokenizer_name", str(tmp_path / "tok120")))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one vocabulary" in err[0], err
