@@ -253,7 +253,8 @@ class PretrainArguments:
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
     distill_cosine: float = field(
         default=0.0, metadata={"help": "Weight of DistilBERT's cosine loss between the student's and the teacher's "
-                                       "last hidden states on every real token (equal hidden sizes)."})
+                                       "last hidden states on every real token (equal hidden sizes), summed "
+                                       "over them and divided by the masked-token count like the MLM loss."})
     distill_init_student: bool = field(
         default=False, metadata={"help": "Start the student from the teacher (DistilBERT): embeddings, head and "
                                          "every other layer (student layer i <- teacher layer 2i); needs the "

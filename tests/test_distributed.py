@@ -65,3 +65,19 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulat
     assert 3.0 < one_losses[0] < 8.0  # about ln(vocab) at the start: not scaled by anything
     for name, w in one_weights.items():
         torch.testing.assert_close(two_weights[name], w, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_distillation_two_processes_equal_one(tmp_path):
+    """#21: the teacher's soft targets and the cosine loss average across ranks like the MLM loss."""
+    from hf_pretrain_ext.cli import main
+    make_corpus(tmp_path / "c.txt", n_docs=150)
+    tiny_tokenizer().save_pretrained(tmp_path / "tok")
+    main(quick_args(tmp_path / "teacher", "--train_file", str(tmp_path / "c.txt"), "--tokenizer_name",
+                    str(tmp_path / "tok"), "--do_train", "--max_steps", "3"))
+    distil = ("--teacher_model_name_or_path", str(tmp_path / "teacher"), "--distill_cosine", "1")
+    one_losses, one_weights = run(tmp_path, tmp_path / "one", 1, 8, 2, True, extra=distil)
+    two_losses, two_weights = run(tmp_path, tmp_path / "two", 2, 4, 2, True, extra=distil)
+    torch.testing.assert_close(torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-5)
+    for name, w in one_weights.items():
+        torch.testing.assert_close(two_weights[name], w, rtol=1e-4, atol=1e-5, msg=name)

@@ -3,14 +3,15 @@
 PretrainTrainer runs the frozen teacher under no_grad and hands its part to the student as a `DistillTarget`
 (the `distill` argument of HfpxBertForMaskedLM.forward); the student then returns
 
-    loss = (1 - alpha) * task_loss + alpha * T^2 * KL_T(teacher || student) + cosine * (1 - cos(h_s, h_t))
+    loss = (1 - alpha) * task_loss + alpha * T^2 * KL_T(teacher || student) + cosine * sum(1 - cos(h_s, h_t)) / N
 
 with `mlm_loss`, `distill_loss` and `cosine_loss` beside it. The KL is taken on the labelled rows only, through
 kernels.fused_linear_distillation (no [N, V] logits of either model), summed and divided by num_items_in_batch
 like the task loss, so gradient accumulation and DDP average it the same way; T^2 keeps its gradients' scale
 independent of T (Hinton et al. 2015). The cosine term (DistilBERT's) compares the last hidden states of every
-real token, averaged over this micro-batch's real tokens and weighted by its share of the batch's labelled tokens
-(so accumulated micro-batches and DDP ranks average it); it needs equal widths (no learned projection yet).
+real token, summed over them and divided by N, the batch's labelled-token count (num_items_in_batch), so it adds
+up exactly over accumulated micro-batches and DDP ranks; with 15% masking it therefore weighs about 1 / 0.15
+times its per-token mean, which is what `cosine_loss` logs. It needs equal widths (no learned projection yet).
 """
 from dataclasses import dataclass
 
@@ -44,10 +45,10 @@ def distilled_loss(task_loss, rows, weight, bias, targets, sequence_output, targ
     parts = {"distill_loss": kl.detach()}
     if target.cosine:
         student, teacher = sequence_output[target.real].float(), target.sequence[target.real].float()
-        cos = (1.0 - F.cosine_similarity(student, teacher, dim=-1)).sum() / max(len(student), 1)
-        # weighted by this micro-batch's share of the labelled tokens, so accumulation and DDP average it like
-        # the token losses instead of adding one mean per micro-batch
-        share = 1.0 if num_items_in_batch is None else len(rows) / torch.as_tensor(num_items_in_batch).clamp(min=1)
-        loss = loss + target.cosine * cos * share
-        parts["cosine_loss"] = cos.detach()
+        gaps = (1.0 - F.cosine_similarity(student, teacher, dim=-1)).sum()
+        # summed over real tokens and divided by the batch's labelled-token count, like the MLM loss: exactly
+        # additive over accumulated micro-batches and DDP ranks (a per-micro-batch mean would not be)
+        denom = len(rows) if num_items_in_batch is None else num_items_in_batch
+        loss = loss + target.cosine * gaps / torch.as_tensor(denom, device=gaps.device).clamp(min=1)
+        parts["cosine_loss"] = (gaps / max(len(student), 1)).detach()  # logged: the mean over real tokens
     return loss, parts
