@@ -57,7 +57,7 @@ def parse_args(argv=None):
     groups = {g for o in run_objectives(pretrain_args, mixture) for g in o.option_groups}
     pretrain_args.check_groups_used(groups | ({"mixture"} if mixture and mixture.kind == "files" else set()), asked)
     check_config_overrides(model_args.config_overrides)
-    check_packing(data_args, pretrain_args, training_args)
+    check_flag_combinations(data_args, pretrain_args, training_args)
     if training_args.push_to_hub and not training_args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id (e.g. your-name/my-bert), with --hub_dry_run too: it "
                         "names the repository in the model card")
@@ -76,7 +76,7 @@ def expand_recipe(argv):
     return [flag for name in names for flag in RECIPES[name]] + argv
 
 
-def check_packing(data_args, pretrain_args, training_args):
+def check_flag_combinations(data_args, pretrain_args, training_args):
     """--unpad needs --packing documents; a masking-rate schedule needs batches collated in the main process;
     distillation flags need a teacher."""
     if pretrain_args.teacher_model_name_or_path is None and (pretrain_args.distill_init_student

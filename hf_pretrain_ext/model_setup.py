@@ -8,6 +8,8 @@ the tokenizer's vocabulary size and special-token ids. The model's kind (encoder
 objective's; the embeddings grow to the tokenizer's size when it has more tokens.
 """
 import logging
+import re
+from types import SimpleNamespace
 
 import transformers
 from transformers import AutoConfig
@@ -121,7 +123,6 @@ def load_teacher(path, objective, student, model_args, cosine=False):
     """The frozen distillation teacher: a checkpoint of the objective's model class (stock BERT loads as
     hfpx-bert), in eval mode, without gradients; it must have the student's vocabulary (and hidden size when the
     cosine loss compares hidden states)."""
-    from types import SimpleNamespace
     args = SimpleNamespace(config_overrides=None, model_name_or_path=path, config_name=None,
                            torch_dtype=model_args.torch_dtype)
     common = dict(cache_dir=model_args.cache_dir, revision=None, token=model_args.token,
@@ -150,7 +151,6 @@ def load_teacher(path, objective, student, model_args, cosine=False):
 def init_from_teacher(student, teacher):
     """DistilBERT's initialisation: every weight from the teacher, student layer i from teacher layer 2i (the
     last teacher layer when 2i is past it). Every other size must be the teacher's."""
-    import re
     source, target = teacher.state_dict(), student.state_dict()
     n_teacher = teacher.config.num_hidden_layers
     for key in target:

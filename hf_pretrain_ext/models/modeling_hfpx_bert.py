@@ -96,23 +96,32 @@ class _TiedMLMHead:
         self.cls.predictions.bias = new_embeddings.bias
 
 
-def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_batch=None, training=True):
+def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_batch=None, training=True,
+                   distill=None):
     """MLM loss (and logits) from `predictions` (a BertLMPredictionHead) on labelled rows only.
 
-    sequence_output: [B, L, H]; labels: [B, L]. Returns (loss, logits) where logits are [n_labelled, V] when not
-    training (for metrics) and None when training with the fused loss. The gather, decoder and loss are lm_loss's
-    (shared with the generative models); without config.sparse_prediction every row is scored ([B, L, V] logits).
+    sequence_output: [B, L, H]; labels: [B, L]. Returns (loss, logits, parts): logits are [n_labelled, V] when not
+    training (for metrics) and None when training with the fused loss; parts holds `mlm_loss` (detached) and, with
+    a teacher's `distill` (models/distill_loss.py), `distill_loss` / `cosine_loss`, the loss then being their
+    combination. The gather, decoder and loss are lm_loss's (shared with the generative models); without
+    config.sparse_prediction (and no teacher) every row is scored ([B, L, V] logits).
     """
-    if config.sparse_prediction:
+    sparse = config.sparse_prediction or distill is not None  # the soft targets are taken on labelled rows
+    if sparse:
         hidden, targets = labelled_rows(sequence_output, labels)
     else:
         hidden, targets = sequence_output.reshape(-1, sequence_output.shape[-1]), labels.reshape(-1)
     decoder = predictions.decoder
-    loss, logits = head_loss(config, predictions.transform(hidden), decoder.weight, targets, decoder.bias,
-                             num_items_in_batch, training)
-    if logits is not None and not config.sparse_prediction:
+    hidden = predictions.transform(hidden)
+    loss, logits = head_loss(config, hidden, decoder.weight, targets, decoder.bias, num_items_in_batch, training)
+    parts = {"mlm_loss": loss.detach()}
+    if distill is not None:
+        loss, more = distilled_loss(loss, hidden, decoder.weight, decoder.bias, targets, sequence_output, distill,
+                                    num_items_in_batch)
+        parts.update(more)
+    if logits is not None and not sparse:
         logits = logits.view(*labels.shape, -1)
-    return loss, logits
+    return loss, logits, parts
 
 
 def document_position_ids(document_ids):
@@ -172,21 +181,10 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
         if labels is None:
             return HfpxMaskedLMOutput(logits=self.cls(sequence_output), hidden_states=outputs.hidden_states,
                                       attentions=outputs.attentions)
-        parts = {}
-        if distill is not None:  # a teacher's soft targets (models/distill_loss.py)
-            rows, targets = labelled_rows(sequence_output, labels)
-            rows = self.cls.predictions.transform(rows)
-            decoder = self.cls.predictions.decoder
-            mlm, logits = head_loss(self.config, rows, decoder.weight, targets, decoder.bias, num_items_in_batch,
-                                    self.training)
-            loss, parts = distilled_loss(mlm, rows, decoder.weight, decoder.bias, targets, sequence_output, distill,
-                                         num_items_in_batch)
-        else:
-            loss, logits = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
-                                          num_items_in_batch, self.training)
-            mlm = loss
-        return HfpxMaskedLMOutput(loss=loss, mlm_loss=mlm.detach(), logits=logits, **parts,
-                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        loss, logits, parts = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
+                                             num_items_in_batch, self.training, distill)
+        return HfpxMaskedLMOutput(loss=loss, logits=logits, **parts, hidden_states=outputs.hidden_states,
+                                  attentions=outputs.attentions)
 
 
 class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
@@ -213,7 +211,7 @@ class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
             logits = self.cls.predictions(sequence_output)
             mlm_loss = None
         else:
-            mlm_loss, logits = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
+            mlm_loss, logits, _ = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
                                               num_items_in_batch, self.training)
         sop_loss = None
         if sentence_label is not None:

@@ -45,15 +45,14 @@ def attention_path(x):
 
 @dataclass
 class Packed:
-    """Where the real tokens of [B, L] rows are, and their documents."""
+    """Where the real tokens of [B, L] rows are; what each attention path needs is built on first use."""
 
     index: torch.Tensor  # [T] flat positions of the real tokens in the [B * L] rows, row-major
     rows: int
     length: int
-    cu_seqlens: torch.Tensor  # [documents + 1] int32 offsets of each document in the T tokens
-    max_seqlen: int
     document_ids: torch.Tensor
     _mask: torch.Tensor | None = None
+    _varlen: tuple | None = None
 
     def mask(self):
         """[B, 1, L, L] bool, True where a query may attend to a key (the sdpa path; built once)."""
@@ -63,18 +62,23 @@ class Packed:
             self._mask = (same | torch.eye(self.length, dtype=torch.bool, device=d.device))[:, None]
         return self._mask
 
+    def varlen(self):
+        """(cu_seqlens [documents + 1] int32, max_seqlen) of the documents in the T tokens (the flash path; built
+        once, with one host sync for max_seqlen)."""
+        if self._varlen is None:
+            docs, row_of = self.document_ids.reshape(-1)[self.index], self.index // self.length
+            new = torch.ones_like(docs, dtype=torch.bool)
+            new[1:] = (docs[1:] != docs[:-1]) | (row_of[1:] != row_of[:-1])
+            starts = new.nonzero().squeeze(1)
+            cu = torch.cat([starts, starts.new_tensor([len(self.index)])]).to(torch.int32)
+            self._varlen = cu, int((cu[1:] - cu[:-1]).max()) if len(starts) else 0
+        return self._varlen
+
 
 def pack(document_ids):
     rows, length = document_ids.shape
-    flat = document_ids.reshape(-1)
-    index = (flat >= 0).nonzero().squeeze(1)
-    docs, row_of = flat[index], index // length
-    new = torch.ones_like(docs, dtype=torch.bool)
-    new[1:] = (docs[1:] != docs[:-1]) | (row_of[1:] != row_of[:-1])
-    starts = new.nonzero().squeeze(1)
-    cu = torch.cat([starts, starts.new_tensor([len(index)])]).to(torch.int32)
-    max_seqlen = int((cu[1:] - cu[:-1]).max()) if len(starts) else 0
-    return Packed(index, rows, length, cu, max_seqlen, document_ids)
+    index = (document_ids.reshape(-1) >= 0).nonzero().squeeze(1)
+    return Packed(index, rows, length, document_ids)
 
 
 def unpadded_sequence_output(bert, input_ids, document_ids, position_ids, token_type_ids=None):
@@ -104,9 +108,9 @@ def _layer(layer, x, packed, path):
     path = path or attention_path(q)  # decided on the first layer's q: its dtype is autocast's, if any
     p = sa.dropout.p if sa.training else 0.0
     if path == "flash":
-        ctx = flash_varlen()(q.view(-1, heads, d), k.view(-1, heads, d), v.view(-1, heads, d), packed.cu_seqlens,
-                             packed.cu_seqlens, packed.max_seqlen, packed.max_seqlen, dropout_p=p,
-                             softmax_scale=sa.scaling, causal=False).reshape(-1, heads * d)
+        cu, longest = packed.varlen()
+        ctx = flash_varlen()(q.view(-1, heads, d), k.view(-1, heads, d), v.view(-1, heads, d), cu, cu, longest,
+                             longest, dropout_p=p, softmax_scale=sa.scaling, causal=False).reshape(-1, heads * d)
     else:
         rows, length = packed.rows, packed.length
 
