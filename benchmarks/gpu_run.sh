@@ -5,10 +5,11 @@
 # and the stage's markdown summary. Stages:
 #   head   bench_head.py, every GPU preset, providers hf / ours / liger(-gathered) / cce(-gathered)
 #   e2e    bench_e2e.py bert-base + gpt2-small + bert-base-docs (padded vs packed vs unpadded): tokens/s, input wait share, 200-step loss curves, profiles
+#   distill bench_distill.py: fused distillation (triton and torch backends) vs full logits + F.kl_div, bf16
 #   tests  the gpu-marked tests, the kernel tests and the benchmark smoke tests on CUDA
-# Usage: bash benchmarks/gpu_run.sh head|e2e|tests [extra arguments for the script]
+# Usage: bash benchmarks/gpu_run.sh head|e2e|distill|tests [extra arguments for the script]
 set -uo pipefail
-stage=${1:?stage: head, e2e or tests}; shift
+stage=${1:?stage: head, e2e, distill or tests}; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; res=$(mktemp -d)
 SITE=${SITE:-/tmp/site}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$SITE HF_HUB_OFFLINE=1
@@ -22,6 +23,9 @@ case $stage in
             --out "$res/head_cuda_$date" "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;
   e2e) python3 benchmarks/bench_e2e.py --preset bert-base gpt2-small bert-base-docs --steps 30 --warmup 5 --workers 2 \
             --compare_loss 200 --profile --out "$res/e2e_cuda_$date" "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;
+  distill) for shape in "--tokens 16384" "--tokens 8192 --hidden 2048 4096 --vocab 128256 --labelled 1.0"; do
+            python3 benchmarks/bench_distill.py --device cuda --dtype bf16 --reps 20 $shape \
+              --out "$res/distill_cuda_${date}_${shape//[^0-9]/_}.md" "$@" 2>&1 | tee -a "$OUT/$stage.log"; done ;;
   tests) python3 -m pytest -q -p no:cacheprovider tests/kernels tests/test_bench_smoke.py tests/test_model.py \
             tests/test_patching.py "$@" 2>&1 | tee -a "$OUT/$stage.log" ;;
   *) echo "unknown stage $stage"; exit 2 ;;

@@ -51,3 +51,16 @@ def test_bench_e2e_documents_preset(tmp_path):
     assert [r["model"] for r in rows] == ["stock", "ours", "ours-packed", "ours-packed-unpadded"]
     assert all(r["tokens_per_s"] > 0 for r in rows)
     assert rows[2]["tokens_per_s"] > rows[1]["tokens_per_s"]  # rows full of text: several times the real tokens
+
+
+def test_bench_distill_tiny(tmp_path):
+    import torch
+    bench = load("bench_distill")
+    out = tmp_path / "d.md"
+    times, memory = bench.main(["--tokens", "64", "--hidden", "16", "24", "--vocab", "300", "--reps", "1",
+                                "--out", str(out)])
+    assert set(times) == set(bench.make_providers(torch.device("cpu"))) and len(times) == 2
+    text = out.read_text()
+    assert "fused (ours)" in text and "straightforward" in text and "cpu" in text.lower()
+    losses = [float(line.split("|")[2]) for line in text.splitlines() if line.startswith("| ") and "provider" not in line]
+    assert len(losses) == 2 and abs(losses[0] - losses[1]) < 1e-4  # the providers compute the same loss

@@ -1,11 +1,15 @@
-"""fused_linear_distillation against the fp64 reference: loss and the student's gradients (hidden, weight, bias)
-across dtypes, odd shapes (student and teacher of different widths), 0 / 1 / 15% / 100% labelled rows, T != 1,
-many chunks; the teacher gets no gradient; bad arguments are refused."""
+"""fused_linear_distillation against the fp64 reference, on both backends (torch; Triton under the CPU interpreter):
+loss and the student's gradients (hidden, weight, bias) across dtypes, odd shapes (student and teacher of
+different widths), 0 / 1 / 15% / 100% labelled rows, T != 1, many chunks (torch) / vocabulary splits, tails in
+every tile dimension (Triton); the teacher gets no gradient; bad arguments are refused."""
 import pytest
 import torch
 
 from hf_pretrain_ext.kernels import fused_linear_distillation, linear_distillation_reference
 from hf_pretrain_ext.kernels.ops import distill_torch
+
+# fp64 always runs the torch backend: the Triton cases start at fp32
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
 SMALL = (3, 37, 29, 41, 123)  # B, T, H student, H teacher, V
 BERT = (2, 16, 768, 768, 30522)
@@ -52,14 +56,24 @@ def check(shape, dtype, labelled, bias=False, temperature=1.0, **options):
         torch.testing.assert_close(mine.grad.double(), want.grad, rtol=rtol, atol=atol + rtol * scale)
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(distill_torch, "CHUNK_ELEMENTS", 7 * SMALL[-1])  # chunks of 7 rows
+@pytest.fixture(params=["torch", "triton"])
+def small_chunks(request, monkeypatch):
+    """Each backend with small tiles: torch in chunks of 7 rows; Triton (interpreted) in 16 x 32 x 16 tiles and
+    vocabulary splits of 64 columns, so V=123, H=29 / 41 leave tails everywhere and rows span blocks."""
+    monkeypatch.setattr(distill_torch, "CHUNK_ELEMENTS", 7 * SMALL[-1])
+    if request.param == "triton":
+        pytest.importorskip("triton")
+        from hf_pretrain_ext.kernels.ops import flce_triton
+        monkeypatch.setattr(flce_triton, "INTERPRET_CONFIG", dict(BLOCK_N=16, BLOCK_V=32, BLOCK_D=16, SPLIT_V=64))
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", request.param)
+    return request.param
 
 
 @pytest.mark.parametrize("labelled", [0.0, "one", 0.15, 1.0], ids=str)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_small_odd_shape(small_chunks, dtype, labelled):
+    if small_chunks == "triton" and dtype == torch.float64:
+        pytest.skip("fp64 runs the torch backend")
     # T = 1 and T != 1 both, bias on the 15% rows (every fraction crosses chunk boundaries but 0 and one)
     check(SMALL, dtype, labelled, bias=labelled == 0.15, temperature=1.0 if labelled in (0.0, "one") else 2.5)
     if labelled == "one":
@@ -77,7 +91,26 @@ def test_bert_shape(dtype):
     check(BERT, dtype, 0.15, bias=True, temperature=2.0)
 
 
-def test_nothing_labelled_gives_zero_and_zero_gradients():
+def test_triton_bert_vocabulary(monkeypatch):
+    # V=30522 in the interpreter's default tiles (2048 columns: the last tile mostly outside the vocabulary)
+    pytest.importorskip("triton")
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "triton")
+    check((1, 24, 64, 96, 30522), torch.float32, 0.15, bias=True, temperature=2.0)
+
+
+def test_triton_allows_a_second_backward(monkeypatch):
+    # the Triton backend keeps only two log-sum-exps per row and recomputes the logits in backward
+    pytest.importorskip("triton")
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "triton")
+    (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.15, False)
+    s_h.requires_grad_()
+    loss = fused_linear_distillation(s_h, s_w, t_h, t_w, labels, temperature=2.0)
+    first, = torch.autograd.grad(loss, s_h, retain_graph=True)
+    second, = torch.autograd.grad(loss * 3, s_h)
+    torch.testing.assert_close(second, first * 3)
+
+
+def test_nothing_labelled_gives_zero_and_zero_gradients(small_chunks):
     (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.0, False)
     s_h.requires_grad_()
     loss = fused_linear_distillation(s_h, s_w, t_h, t_w, labels)
@@ -85,7 +118,7 @@ def test_nothing_labelled_gives_zero_and_zero_gradients():
     assert float(loss) == 0.0 and s_h.grad is not None and not s_h.grad.any()
 
 
-def test_the_teacher_gets_no_gradient_and_a_perfect_student_none():
+def test_the_teacher_gets_no_gradient_and_a_perfect_student_none(small_chunks):
     (s_h, s_w, _, _, _, _), labels = make(SMALL, torch.float32, 1.0, False)
     teacher_h, teacher_w = s_h.clone().requires_grad_(), s_w.clone().requires_grad_()
     s_h.requires_grad_()
@@ -101,15 +134,16 @@ def test_bad_arguments():
         fused_linear_distillation(s_h, s_w, t_h, t_w[:-1], labels)
     with pytest.raises(ValueError, match="per-row"):
         fused_linear_distillation(s_h, s_w, t_h, t_w, labels, reduction="none")
-    with pytest.raises(ValueError, match="no Triton backend"):
-        fused_linear_distillation(s_h, s_w, t_h, t_w, labels, backend="triton")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fused_linear_distillation(s_h, s_w, t_h, t_w, labels, backend="cuda")
     with pytest.raises(ValueError, match="temperature"):
         fused_linear_distillation(s_h, s_w, t_h, t_w, labels, temperature=0)
     with pytest.raises(ValueError, match="must match"):
         fused_linear_distillation(s_h, s_w, t_h[:, :-1], t_w, labels)
 
 
-def test_a_second_backward_is_refused():
+def test_a_second_backward_is_refused(monkeypatch):
+    monkeypatch.setenv("HFPX_LOSS_BACKEND", "torch")
     (s_h, s_w, _, t_h, t_w, _), labels = make(SMALL, torch.float32, 0.15, False)
     s_h.requires_grad_()
     loss = fused_linear_distillation(s_h, s_w, t_h, t_w, labels)

@@ -2,7 +2,8 @@
 memory, checked on CPU with ../shared/tools/triton_aot_check.py (triton.compile + the wheel's ptxas; compile and
 resource use only, no runtime behaviour). The default suite compiles bf16 for the BERT-base head (decoder bias)
 and the softcap head, every autotune config, both architectures; HFPX_SLOW=1 adds fp16 and the causal-8b head.
-fp32 is not compiled: on a GPU it runs the torch backend (cuBLAS), see kernels/functional.py."""
+fp32 is not compiled: on a GPU it runs the torch backend (cuBLAS), see kernels/functional.py. The distillation
+kernels are compiled the same way through tests/kernels/distill_aot.py."""
 import os
 import subprocess
 import sys
@@ -53,3 +54,22 @@ def test_bf16_compiles_clean_for_sm90_and_sm80():
 @pytest.mark.slow
 def test_every_half_precision_case_compiles_clean():
     check(*reversed(run_tool("--dtype", "bf16", "fp16")))
+
+
+def test_distillation_kernels_compile_clean_for_sm90_and_sm80():
+    # tests/kernels/distill_aot.py drives the shared tool's compiler on the distillation host code; bf16, a
+    # half-width BERT student with decoder biases; HFPX_SLOW=1 adds fp16 and the same-width / causal shapes
+    if not TOOL.is_file():
+        pytest.skip(f"{TOOL} not available")
+    pytest.importorskip("triton")
+    slow = os.environ.get("HFPX_SLOW") == "1"
+    extra = ["--dtype", "bf16", "fp16", "--case", "bert-base", "distilbert", "causal"] if slow else []
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("distill_aot.py")), str(TOOL), *extra],
+                          capture_output=True, text=True, env=env, timeout=900)
+    report = proc.stdout + proc.stderr
+    lines = [line.split() for line in report.splitlines() if line.startswith("_distill_")]
+    assert proc.returncode == 0 and lines and all(parts[-1] == "ok" for parts in lines), report[-3000:]
+    assert {parts[0] for parts in lines} == {"_distill_fwd_kernel", "_distill_bwd_kernel"}
+    hopper = [parts for parts in lines if parts[3] == "90"]
+    assert hopper and all("wgmma" in parts[-2] for parts in hopper), hopper
