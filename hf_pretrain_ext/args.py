@@ -245,21 +245,25 @@ class PretrainArguments:
         default=1.0, metadata={"help": "Examples-proportional mixing: temperature T (rates ** (1/T), "
                                        "renormalised)."})
     teacher_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Distil from this checkpoint (hfpx-bert or stock BERT, same vocabulary): "
-                                        "frozen, in eval mode, no gradients; its soft targets on the masked rows "
-                                        "only, through the fused distillation loss. Masked objectives."})
+        default=None, metadata={"help": "Distil from this checkpoint (of the objective's family: hfpx-bert/-gpt/"
+                                        "-bart/-t5 or their stock types; same vocabulary): frozen, in eval mode, "
+                                        "no gradients; its soft targets on the labelled rows only (masked tokens, "
+                                        "next-token or decoder positions), through the fused distillation loss. "
+                                        "Every objective."})
     distill_alpha: float = field(
-        default=0.5, metadata={"help": "Weight of the soft-target loss: (1 - a) * MLM + a * T^2 * KL_T."})
+        default=0.5, metadata={"help": "Weight of the soft-target loss: (1 - a) * task loss + a * T^2 * KL_T."})
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})
     distill_cosine: float = field(
         default=0.0, metadata={"help": "Weight of DistilBERT's cosine loss between the student's and the teacher's "
-                                       "last hidden states on every real token (equal hidden sizes), summed "
-                                       "over them and divided by the masked-token count like the MLM loss."})
+                                       "last hidden states on every real token (decoders: every labelled "
+                                       "position; equal hidden sizes), summed over them and divided by the "
+                                       "labelled-token count like the task loss."})
     distill_init_student: bool = field(
         default=False, metadata={"help": "Start the student from the teacher (DistilBERT): embeddings, head and "
-                                         "every other layer (student layer i <- teacher layer 2i); needs the "
-                                         "teacher's hidden size (set the depth with --config_overrides "
-                                         "num_hidden_layers=N)."})
+                                         "every other layer of each stack (student layer i <- teacher layer 2i); "
+                                         "needs the teacher's sizes but depth (set it with --config_overrides: "
+                                         "num_hidden_layers=N, n_layer=N, encoder_layers/decoder_layers, "
+                                         "num_layers/num_decoder_layers)."})
 
     def __post_init__(self):
         get_objective(self.objective)  # a one-line error naming the registered objectives

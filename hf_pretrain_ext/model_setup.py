@@ -141,21 +141,29 @@ def load_teacher(path, objective, student, model_args, cosine=False):
                         f"{getattr(config, 'hidden_size', None)} wide, the student's {student.config.hidden_size} "
                         "(a learned projection is not implemented)")
     teacher = from_checkpoint(args, objective, common)
-    if not hasattr(teacher, "encode"):
-        raise UserError(f"--teacher_model_name_or_path {path}: {type(teacher).__name__} cannot be a teacher yet "
-                        "(hfpx-bert or stock BERT masked-LM checkpoints can)")
+    if not hasattr(teacher, "distill_side"):
+        raise UserError(f"--teacher_model_name_or_path {path}: {type(teacher).__name__} cannot be a teacher (a "
+                        "checkpoint of a family this package trains can: hfpx-bert/-gpt/-bart/-t5 or stock "
+                        "BERT, GPT-2, BART, T5)")
     teacher.eval().requires_grad_(False)
     return teacher
 
 
+LAYER_KEY = re.compile(r"(.*?\.(?:layer|layers|h|block)\.)(\d+)(\..*)")  # BERT, BART, GPT-2, T5 layer stacks
+
+
 def init_from_teacher(student, teacher):
-    """DistilBERT's initialisation: every weight from the teacher, student layer i from teacher layer 2i (the
-    last teacher layer when 2i is past it). Every other size must be the teacher's."""
+    """DistilBERT's initialisation: every weight from the teacher, student layer i of each stack (BERT's encoder,
+    GPT-2's blocks, BART's / T5's encoder and decoder) from teacher layer 2i of the same stack (its last layer
+    when 2i is past it). Every other size must be the teacher's."""
     source, target = teacher.state_dict(), student.state_dict()
-    n_teacher = teacher.config.num_hidden_layers
+    depth = {}  # layers of each teacher stack, by key prefix
+    for key in source:
+        if m := LAYER_KEY.match(key):
+            depth[m[1]] = max(depth.get(m[1], 0), int(m[2]) + 1)
     for key in target:
-        m = re.match(r"(.*\.layer\.)(\d+)(\..*)", key)
-        src = f"{m[1]}{min(2 * int(m[2]), n_teacher - 1)}{m[3]}" if m else key
+        m = LAYER_KEY.match(key)
+        src = f"{m[1]}{min(2 * int(m[2]), depth.get(m[1], 1) - 1)}{m[3]}" if m else key
         if src not in source or source[src].shape != target[key].shape:
             have = tuple(source[src].shape) if src in source else "nothing"
             raise UserError(f"--distill_init_student: the student's {key} is {tuple(target[key].shape)}, the "

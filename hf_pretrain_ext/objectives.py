@@ -148,19 +148,20 @@ for _name, _label in (("sop", "sentence_order_label"), ("nsp", "next_sentence_la
         collator=pair_collator(_name), needs=("mask_token", "pad_token"), examples="sentences",
         word_starts=lambda pretrain_args: pretrain_args.masking != "mlm",
         eval_collator=nsp_eval_collator if _name == "nsp" else None, label_names=("labels", _label),
-        loss_parts={"mlm_loss": "mlm_loss", "sop_loss": f"{_name}_loss"}, option_groups=("masking", "sentences"),
+        loss_parts={"mlm_loss": "mlm_loss", "sop_loss": f"{_name}_loss"},
+        option_groups=("masking", "sentences", "distillation"),
         description=DESCRIPTIONS[_name]))
 register_objective(Objective(
     "bart", kind="seq2seq", family="hfpx-bart", auto_class="AutoModelForSeq2SeqLM", collator=bart_collator,
     tokenizer="bpe", bart_specials=True, needs=("mask_token",), prepare_tokenizer=end_of_text,
     block_length=lambda max_seq_length, pretrain_args: max_seq_length - 2, all_rows_labelled=True,
-    option_groups=("denoising",), pipeline="text2text-generation", description=DESCRIPTIONS["bart"]))
+    option_groups=("denoising", "distillation"), pipeline="text2text-generation", description=DESCRIPTIONS["bart"]))
 register_objective(Objective(
     "t5", kind="seq2seq", family="hfpx-t5", auto_class="AutoModelForSeq2SeqLM", collator=t5_collator,
     tokenizer="bpe", bart_specials=True, prepare_tokenizer=with_sentinels, block_length=t5_block_length,
-    all_rows_labelled=True, option_groups=("span_corruption",), pipeline="text2text-generation",
+    all_rows_labelled=True, option_groups=("span_corruption", "distillation"), pipeline="text2text-generation",
     description=DESCRIPTIONS["t5"]))
 register_objective(Objective(
     "clm", kind="decoder", family="hfpx-gpt", auto_class="AutoModelForCausalLM", collator=clm_collator,
     tokenizer="bpe", needs=(), prepare_tokenizer=end_of_text, metrics=preprocess_logits_for_causal_metrics,
-    all_rows_labelled=True, option_groups=("causal",), pipeline="text-generation", description=DESCRIPTIONS["clm"]))
+    all_rows_labelled=True, option_groups=("causal", "distillation"), pipeline="text-generation", description=DESCRIPTIONS["clm"]))

@@ -173,8 +173,8 @@ def distill_setup(run):
     if args.distill_init_student and run.model_args.model_name_or_path is None:
         init_from_teacher(run.model, run.teacher)
     run.record["teacher"] = os.path.abspath(args.teacher_model_name_or_path)
-    logger.info("distilling from %s (%d layers) into %d layers", args.teacher_model_name_or_path,
-                run.teacher.config.num_hidden_layers, run.model.config.num_hidden_layers)
+    logger.info("distilling from %s (%s layers) into %s layers", args.teacher_model_name_or_path,
+                getattr(run.teacher.config, "num_hidden_layers", "?"), getattr(run.model.config, "num_hidden_layers", "?"))
 
 
 def prepare_examples(run, raw):
@@ -275,6 +275,8 @@ def loss_parts(run):
     """The objective's logged loss parts, plus the distillation ones when there is a teacher."""
     parts = dict(run.objective.loss_parts)
     if run.teacher is not None:
+        if "mlm_loss" not in parts:  # causal and seq2seq students log their own loss beside the distilled one
+            parts["lm_loss"] = "lm_loss"
         parts.update(distill_loss="distill_loss", **({"cosine_loss": "cosine_loss"}
                                                     if run.pretrain_args.distill_cosine else {}))
     return parts

@@ -33,8 +33,7 @@ from .constants import IGNORE_INDEX
 from .collators.base import CollatorBase
 from .collators.schedule import RateScheduleCallback, ScheduledCollator
 from .errors import UserError
-from .models.distill_loss import DistillTarget
-from .models.lm_loss import labelled_rows
+from .models.distill_loss import teacher_target
 from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -160,26 +159,13 @@ class PretrainTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _teacher_target(self, inputs):
-        """The teacher's side of this batch (no gradients): head-transformed states at the labelled positions,
-        its decoder, and for the cosine loss its last hidden states and the real tokens."""
-        teacher = self.teacher
+        """The teacher's side of this batch (no gradients; models/distill_loss.py), the teacher moved to the batch's
+        device first."""
         device = inputs["input_ids"].device
-        if next(teacher.parameters()).device != device:
-            teacher.to(device)
-        keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
-        with torch.no_grad():
-            sequence = teacher.encode(**{k: inputs[k] for k in keys if k in inputs}).last_hidden_state
-            rows, _ = labelled_rows(sequence, inputs["labels"])
-            rows = teacher.cls.predictions.transform(rows)
-        decoder = teacher.cls.predictions.decoder
-        cosine = self.distill.get("cosine", 0.0)
-        real = None
-        if cosine:
-            real = inputs["document_ids"] >= 0 if "document_ids" in inputs else (
-                inputs["attention_mask"].bool() if "attention_mask" in inputs else
-                torch.ones(inputs["input_ids"].shape, dtype=torch.bool, device=device))
-        return DistillTarget(rows, decoder.weight, decoder.bias, self.distill["temperature"], self.distill["alpha"],
-                             cosine, sequence if cosine else None, real)
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        return teacher_target(self.teacher, inputs, self.distill["alpha"], self.distill["temperature"],
+                              self.distill.get("cosine", 0.0))
 
     def _record_part(self, name, value):
         self._parts_sum[name] += float(value)

@@ -1,5 +1,6 @@
 """#21 end to end: a tiny teacher distilled into a tiny student by run_pretrain.py (loss parts logged, saved,
-reloaded through Auto*, exact resume), DistilBERT's every-other-layer initialisation, and one-line errors."""
+reloaded through Auto*, exact resume), the same for the causal, seq2seq and sentence-pair objectives,
+DistilBERT's every-other-layer initialisation of every family's layer stacks, and one-line errors."""
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 from hf_pretrain_ext.cli import main
 from hf_pretrain_ext.model_setup import init_from_teacher
 from hf_pretrain_ext.models import HfpxBertConfig, HfpxBertForMaskedLM
-from hfpx_testutils import make_corpus, quick_args, tiny_tokenizer
+from hfpx_testutils import english_documents, make_corpus, quick_args, tiny_tokenizer
 
 SIZE = "hidden_size=32,num_attention_heads=2,intermediate_size=64"
 
@@ -89,7 +90,8 @@ def test_student_layer_i_starts_as_teacher_layer_2i():
 
 @pytest.mark.parametrize("flags, message", [
     (["--distill_cosine", "1"], "need --teacher_model_name_or_path"),
-    (["--objective", "clm", "--teacher_model_name_or_path", "x"], "is a distillation option"),
+    (["--objective", "clm", "--distill_temperature", "0", "--teacher_model_name_or_path", "x"],
+     "--distill_temperature must be positive"),
     (["--teacher_model_name_or_path", "x", "--mixture", "mlm=0.5,wwm=0.5"], "not supported yet"),
     (["--teacher_model_name_or_path", "x", "--distill_alpha", "1.5"], "--distill_alpha must be in [0, 1]"),
 ])
@@ -107,3 +109,64 @@ def test_a_teacher_with_another_vocabulary_is_refused(teacher, tmp_path, capsys)
                         str(teacher / "t"), "--tokenizer_name", str(tmp_path / "tok120")))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one vocabulary" in err[0], err
+
+
+# teacher (2 layers per stack) -> student (1 layer per stack), per objective
+FAMILIES = {"clm": ("n_embd=32,n_head=2,n_inner=64,n_layer={}", "lm_loss", "AutoModelForCausalLM"),
+            "bart": ("d_model=32,encoder_ffn_dim=64,decoder_ffn_dim=64,encoder_layers={0},decoder_layers={0}",
+                     "lm_loss", "AutoModelForSeq2SeqLM"),
+            "t5": ("d_model=32,d_kv=16,d_ff=64,num_layers={0},num_decoder_layers={0}", "lm_loss",
+                   "AutoModelForSeq2SeqLM"),
+            "sop": (SIZE + ",num_hidden_layers={}", "mlm_loss", "AutoModelForPreTraining")}
+
+
+@pytest.mark.parametrize("objective", sorted(FAMILIES))
+def test_every_objective_distils(tmp_path, objective):
+    sizes, task_part, auto = FAMILIES[objective]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(english_documents(40, seed=5)) + "\n", encoding="utf-8")
+    common = ["--objective", objective, "--train_file", str(corpus), "--max_seq_length", "48",
+              "--eval_strategy", "no", "--do_train"]
+    main(quick_args(tmp_path / "t", *common, "--tokenizer_vocab_size", "300", "--config_overrides", sizes.format(2),
+                    "--max_steps", "2", fresh=False))
+    out = tmp_path / "s"
+    main(quick_args(out, *common, "--tokenizer_name", str(tmp_path / "t"), "--config_overrides", sizes.format(1),
+                    "--teacher_model_name_or_path", str(tmp_path / "t"), "--distill_cosine", "1",
+                    "--distill_init_student", "--logging_steps", "1", "--max_steps", "3", fresh=False))
+    logged = [h for h in history(out) if "loss" in h]
+    assert len(logged) == 3
+    for h in logged:
+        assert {task_part, "distill_loss", "cosine_loss"} <= set(h), h
+        assert h["distill_loss"] > 0 and 0 <= h["cosine_loss"] <= 2 and h[task_part] > 0
+    import transformers
+    import hf_pretrain_ext  # noqa: F401
+    student = getattr(transformers, auto).from_pretrained(out)
+    teacher = getattr(transformers, auto).from_pretrained(tmp_path / "t")
+    assert type(student) is type(teacher) and not list(out.glob("checkpoint-*/teacher*"))
+    n_student = sum(p.numel() for p in student.parameters())
+    assert n_student < sum(p.numel() for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("family", ["gpt", "bart", "t5"])
+def test_every_family_initialises_layer_i_from_teacher_layer_2i(family):
+    from hf_pretrain_ext import models
+    torch.manual_seed(0)
+    if family == "gpt":
+        make = lambda n: models.HfpxGPTForCausalLM(models.HfpxGPTConfig(  # noqa: E731
+            vocab_size=50, n_embd=16, n_head=2, n_inner=32, n_positions=32, n_layer=n))
+        stacks = lambda m: [m.transformer.h]  # noqa: E731
+    elif family == "bart":
+        make = lambda n: models.HfpxBartForConditionalGeneration(models.HfpxBartConfig(  # noqa: E731
+            vocab_size=50, d_model=16, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+            decoder_ffn_dim=32, max_position_embeddings=32, encoder_layers=n, decoder_layers=n))
+        stacks = lambda m: [m.model.encoder.layers, m.model.decoder.layers]  # noqa: E731
+    else:
+        make = lambda n: models.HfpxT5ForConditionalGeneration(models.HfpxT5Config(  # noqa: E731
+            vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_heads=2, num_layers=n, num_decoder_layers=n))
+        stacks = lambda m: [m.encoder.block, m.decoder.block]  # noqa: E731
+    teacher, student = make(4), make(2)
+    init_from_teacher(student, teacher)
+    for s_stack, t_stack in zip(stacks(student), stacks(teacher)):
+        for i in range(2):
+            for (name, p), (_, q) in zip(s_stack[i].named_parameters(), t_stack[2 * i].named_parameters()):
+                assert p.equal(q), (family, i, name)

@@ -1,17 +1,22 @@
 """Distillation inside the student's forward, so DDP and FSDP see one ordinary forward and backward.
 
-PretrainTrainer runs the frozen teacher under no_grad and hands its part to the student as a `DistillTarget`
-(the `distill` argument of HfpxBertForMaskedLM.forward); the student then returns
+PretrainTrainer runs the frozen teacher under no_grad (`teacher_target`: the teacher's `distill_side`, then its
+LM-head input rows at the labelled positions) and hands its part to the student as a `DistillTarget` (the
+`distill` argument of every hfpx LM's forward: hfpx-bert masked LM and pretraining heads, hfpx-gpt, hfpx-bart,
+hfpx-t5); the student then returns
 
     loss = (1 - alpha) * task_loss + alpha * T^2 * KL_T(teacher || student) + cosine * sum(1 - cos(h_s, h_t)) / N
 
-with `mlm_loss`, `distill_loss` and `cosine_loss` beside it. The KL is taken on the labelled rows only, through
+with the task loss (`mlm_loss`; `lm_loss` for causal and seq2seq students), `distill_loss` and `cosine_loss`
+beside it. "Labelled positions" are each family's own: masked tokens (BERT), positions whose next token is a
+label (GPT: hidden states [:, :-1] against labels [:, 1:]), decoder positions with a label (BART, T5). The KL is taken on the labelled rows only, through
 kernels.fused_linear_distillation (no [N, V] logits of either model), summed and divided by num_items_in_batch
 like the task loss, so gradient accumulation and DDP average it the same way; T^2 keeps its gradients' scale
 independent of T (Hinton et al. 2015). The cosine term (DistilBERT's) compares the last hidden states of every
-real token, summed over them and divided by N, the batch's labelled-token count (num_items_in_batch), so it adds
-up exactly over accumulated micro-batches and DDP ranks; with 15% masking it therefore weighs about 1 / 0.15
-times its per-token mean, which is what `cosine_loss` logs. It needs equal widths (no learned projection yet).
+real token (BERT: input tokens; GPT and the seq2seq decoders: the labelled positions), summed over them and
+divided by N, the batch's labelled-token count (num_items_in_batch), so it adds up exactly over accumulated
+micro-batches and DDP ranks; with 15% masking it therefore weighs about 1 / 0.15 times its per-token mean, which
+is what `cosine_loss` logs. It needs equal widths (no learned projection yet).
 """
 from dataclasses import dataclass
 
@@ -19,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels import fused_linear_distillation
+from .lm_loss import labelled_rows
 
 
 @dataclass
@@ -33,6 +39,48 @@ class DistillTarget:
     cosine: float = 0.0
     sequence: torch.Tensor | None = None  # [B, L, H_t] teacher last hidden states (cosine only)
     real: torch.Tensor | None = None  # [B, L] bool: real tokens (cosine only)
+
+
+@dataclass
+class TeacherSide:
+    """What a model hands a student it teaches, for one batch: its LM-head input states aligned with labels."""
+
+    sequence: torch.Tensor  # [B, T, H] last hidden states, aligned with `labels` (before any head transform)
+    labels: torch.Tensor  # [B, T]
+    weight: torch.Tensor  # [V, H] decoder
+    bias: torch.Tensor | None = None
+    transform: object = None  # applied to the gathered rows before the decoder (BERT's head transform)
+    real: torch.Tensor | None = None  # [B, T] bool: the tokens the cosine loss compares
+
+
+def teacher_target(teacher, inputs, alpha, temperature, cosine=0.0):
+    """The DistillTarget of one training batch from a frozen teacher with a `distill_side(inputs)` method."""
+    with torch.no_grad():
+        side = teacher.distill_side(inputs)
+        rows, _ = labelled_rows(side.sequence, side.labels)
+        if side.transform is not None:
+            rows = side.transform(rows)
+    return DistillTarget(rows, side.weight, side.bias, temperature, alpha, cosine,
+                         side.sequence if cosine else None, side.real if cosine else None)
+
+
+def with_distillation(task_loss, rows, weight, bias, targets, sequence_output, target, num_items_in_batch,
+                      task_name):
+    """(loss, parts): the task loss alone ({task_name: it}) without a teacher's target, else distilled_loss."""
+    parts = {task_name: task_loss.detach()}
+    if target is None:
+        return task_loss, parts
+    loss, more = distilled_loss(task_loss, rows, weight, bias, targets, sequence_output, target, num_items_in_batch)
+    return loss, {**parts, **more}
+
+
+def real_tokens(inputs, shape, device):
+    """[B, L] bool: packed real tokens (document_ids >= 0), else the attention mask, else every position."""
+    if inputs.get("document_ids") is not None:
+        return inputs["document_ids"] >= 0
+    if inputs.get("attention_mask") is not None:
+        return inputs["attention_mask"].bool()
+    return torch.ones(shape, dtype=torch.bool, device=device)
 
 
 def distilled_loss(task_loss, rows, weight, bias, targets, sequence_output, target, num_items_in_batch=None):

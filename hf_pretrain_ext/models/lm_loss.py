@@ -47,10 +47,19 @@ def head_loss(config, hidden, weight, targets, bias=None, num_items_in_batch=Non
     return loss, logits
 
 
-def labelled_rows_loss(config, hidden, weight, labels, bias=None, num_items_in_batch=None, training=True):
+def labelled_rows_loss(config, hidden, weight, labels, bias=None, num_items_in_batch=None, training=True,
+                       distill=None):
     """hidden: [B, T, H] aligned with labels: [B, T] (already shifted for causal LMs).
 
-    Returns (loss, logits): logits are [n_labelled, V] in row-major order of the labelled positions when not
-    training, None when training with the fused loss (never materialised)."""
-    hidden, targets = labelled_rows(hidden, labels)
-    return head_loss(config, hidden, weight, targets, bias, num_items_in_batch, training)
+    Returns (loss, logits, parts): logits are [n_labelled, V] in row-major order of the labelled positions when not
+    training, None when training with the fused loss (never materialised); with a teacher's `distill` target
+    (models/distill_loss.py) the loss is the distilled one and parts holds `lm_loss`, `distill_loss` (and
+    `cosine_loss`), else parts is empty."""
+    rows, targets = labelled_rows(hidden, labels)
+    loss, logits = head_loss(config, rows, weight, targets, bias, num_items_in_batch, training)
+    if distill is None:
+        return loss, logits, {}
+    from .distill_loss import with_distillation  # it imports labelled_rows from here
+    loss, parts = with_distillation(loss, rows, weight, bias, targets, hidden, distill, num_items_in_batch,
+                                    "lm_loss")
+    return loss, logits, parts

@@ -22,7 +22,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPreTrainingHeads
 
 from .configuration_hfpx_bert import HfpxBertConfig
-from .distill_loss import distilled_loss
+from .distill_loss import TeacherSide, real_tokens, with_distillation
 from .lm_loss import head_loss, labelled_rows
 from .unpadded import unpadded_sequence_output
 
@@ -114,11 +114,8 @@ def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_ba
     decoder = predictions.decoder
     hidden = predictions.transform(hidden)
     loss, logits = head_loss(config, hidden, decoder.weight, targets, decoder.bias, num_items_in_batch, training)
-    parts = {"mlm_loss": loss.detach()}
-    if distill is not None:
-        loss, more = distilled_loss(loss, hidden, decoder.weight, decoder.bias, targets, sequence_output, distill,
-                                    num_items_in_batch)
-        parts.update(more)
+    loss, parts = with_distillation(loss, hidden, decoder.weight, decoder.bias, targets, sequence_output, distill,
+                                    num_items_in_batch, "mlm_loss")
     if logits is not None and not sparse:
         logits = logits.view(*labels.shape, -1)
     return loss, logits, parts
@@ -173,6 +170,14 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
         return self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
 
+    def distill_side(self, inputs):
+        """As a distillation teacher: encoder states, the head transform and decoder (models/distill_loss.py)."""
+        keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
+        sequence = self.encode(**{k: inputs[k] for k in keys if k in inputs}).last_hidden_state
+        head = self.cls.predictions
+        return TeacherSide(sequence, inputs["labels"], head.decoder.weight, head.decoder.bias, head.transform,
+                           real_tokens(inputs, sequence.shape[:2], sequence.device))
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, distill=None, **kwargs):
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, document_ids,
@@ -199,28 +204,37 @@ class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
         self.cls = BertPreTrainingHeads(config)
         self.post_init()
 
+    def distill_side(self, inputs):
+        """As a distillation teacher: encoder states, the MLM head transform and decoder (its sentence head is not
+        distilled)."""
+        keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+        sequence = self.bert(**{k: inputs[k] for k in keys if k in inputs}, return_dict=True).last_hidden_state
+        head = self.cls.predictions
+        return TeacherSide(sequence, inputs["labels"], head.decoder.weight, head.decoder.bias, head.transform,
+                           real_tokens(inputs, sequence.shape[:2], sequence.device))
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None, sentence_order_label=None,
-                num_items_in_batch=None, **kwargs):
+                num_items_in_batch=None, distill=None, **kwargs):
         outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         sequence_output, pooled = outputs.last_hidden_state, outputs.pooler_output
         seq_logits = self.cls.seq_relationship(pooled)
         sentence_label = sentence_order_label if sentence_order_label is not None else next_sentence_label
+        parts = {}
         if labels is None:
             logits = self.cls.predictions(sequence_output)
             mlm_loss = None
         else:
-            mlm_loss, logits, _ = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
-                                              num_items_in_batch, self.training)
+            mlm_loss, logits, parts = masked_lm_loss(self.config, self.cls.predictions, sequence_output, labels,
+                                                     num_items_in_batch, self.training, distill)
         sop_loss = None
         if sentence_label is not None:
             sop_loss = nn.functional.cross_entropy(seq_logits.float(), sentence_label.view(-1))
-        parts = [p for p in (mlm_loss, sop_loss) if p is not None]
-        loss = sum(parts) if parts else None
-        return HfpxMaskedLMOutput(loss=loss, logits=logits, seq_relationship_logits=seq_logits,
-                                  mlm_loss=None if mlm_loss is None else mlm_loss.detach(),
-                                  sop_loss=None if sop_loss is None else sop_loss.detach(),
+            parts["sop_loss"] = sop_loss.detach()
+        losses = [p for p in (mlm_loss, sop_loss) if p is not None]
+        loss = sum(losses) if losses else None
+        return HfpxMaskedLMOutput(loss=loss, logits=logits, seq_relationship_logits=seq_logits, **parts,
                                   hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
