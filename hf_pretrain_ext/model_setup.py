@@ -119,10 +119,9 @@ def check_kind(objective, config):
         raise UserError(f"--objective {objective.name} needs {want} model, got {config.model_type}")
 
 
-def load_teacher(path, objective, student, model_args, cosine=False):
+def load_teacher(path, objective, student, model_args):
     """The frozen distillation teacher: a checkpoint of the objective's model class (stock BERT loads as
-    hfpx-bert), in eval mode, without gradients; it must have the student's vocabulary (and hidden size when the
-    cosine loss compares hidden states)."""
+    hfpx-bert), in eval mode, without gradients; it must have the student's vocabulary."""
     args = SimpleNamespace(config_overrides=None, model_name_or_path=path, config_name=None,
                            torch_dtype=model_args.torch_dtype)
     common = dict(cache_dir=model_args.cache_dir, revision=None, token=model_args.token,
@@ -136,10 +135,6 @@ def load_teacher(path, objective, student, model_args, cosine=False):
         raise UserError(f"--teacher_model_name_or_path {path}: the teacher has {vocab_t} tokens, the student "
                         f"{vocab_s}; distillation needs one vocabulary (train the student with the teacher's "
                         f"tokenizer: --tokenizer_name {path})")
-    if cosine and getattr(config, "hidden_size", None) != student.config.hidden_size:
-        raise UserError(f"--distill_cosine compares hidden states: the teacher's are "
-                        f"{getattr(config, 'hidden_size', None)} wide, the student's {student.config.hidden_size} "
-                        "(a learned projection is not implemented)")
     teacher = from_checkpoint(args, objective, common)
     if not hasattr(teacher, "distill_side"):
         raise UserError(f"--teacher_model_name_or_path {path}: {type(teacher).__name__} cannot be a teacher (a "

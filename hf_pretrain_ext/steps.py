@@ -30,6 +30,7 @@ from .hub import prepare_upload, push_folder
 from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, preprocess_logits_for_metrics
 from .mixing import build_file_mixture, concat_validation, joined_raw, load_file_mixture, parse_mixture, run_objectives
 from .model_setup import init_from_teacher, load_model, load_teacher
+from .models.distill_loss import add_projection
 from .plotting import plot_loss_curve
 from .rundir import (CHECKPOINT_RECORD, check_resume_matches, new_run_record, run_record, supersede_other_runs,
                      vocab_sha)
@@ -168,10 +169,14 @@ def model(run):
 def distill_setup(run):
     """The frozen teacher (and, with --distill_init_student, the student started from it); recorded in the run."""
     args = run.pretrain_args
-    run.teacher = load_teacher(args.teacher_model_name_or_path, run.objective, run.model, run.model_args,
-                               cosine=args.distill_cosine > 0)
+    run.teacher = load_teacher(args.teacher_model_name_or_path, run.objective, run.model, run.model_args)
     if args.distill_init_student and run.model_args.model_name_or_path is None:
         init_from_teacher(run.model, run.teacher)
+    widths = run.model.config.hidden_size, run.teacher.config.hidden_size
+    if args.distill_cosine and widths[0] != widths[1]:
+        add_projection(run.model, widths[1])
+        logger.info("cosine loss between widths %d and %d: through a learned projection", *widths)
+    run.record["distill_projection"] = args.distill_cosine > 0 and widths[0] != widths[1]
     run.record["teacher"] = os.path.abspath(args.teacher_model_name_or_path)
     logger.info("distilling from %s (%s layers) into %s layers", args.teacher_model_name_or_path,
                 getattr(run.teacher.config, "num_hidden_layers", "?"), getattr(run.model.config, "num_hidden_layers", "?"))

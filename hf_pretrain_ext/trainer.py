@@ -33,7 +33,7 @@ from .constants import IGNORE_INDEX
 from .collators.base import CollatorBase
 from .collators.schedule import RateScheduleCallback, ScheduledCollator
 from .errors import UserError
-from .models.distill_loss import teacher_target
+from .models.distill_loss import PROJECTION, PROJECTION_FILE, teacher_target
 from .rundir import CHECKPOINT_RECORD, rotate_own_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class PretrainTrainer(Trainer):
         """On resume, tied weights (the MLM decoder is the input embedding matrix) are not in the checkpoint by
         design: re-tie them instead of warning that they are missing; warn about anything else."""
         tied = set(getattr(self.model, "all_tied_weights_keys", None) or {})
-        missing = [k for k in load_result.missing_keys if k not in tied]
+        missing = [k for k in load_result.missing_keys if k not in tied and not k.startswith(PROJECTION + ".")]
         if len(missing) < len(load_result.missing_keys):
             self.model.tie_weights()
         super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
@@ -148,7 +148,7 @@ class PretrainTrainer(Trainer):
         if components is not None and model.training and not return_outputs:
             return self._mixture_loss(model, inputs, components, num_items_in_batch)
         if self.teacher is not None and model.training and "labels" in inputs:
-            inputs = dict(inputs, distill=self._teacher_target(inputs))
+            inputs = dict(inputs, distill=self._teacher_target(inputs, model))
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if model.training and isinstance(outputs, dict):
@@ -158,14 +158,36 @@ class PretrainTrainer(Trainer):
                     self._record_part(logged, part.detach().float())
         return (loss, outputs) if return_outputs else loss
 
-    def _teacher_target(self, inputs):
+    def _teacher_target(self, inputs, model):
         """The teacher's side of this batch (no gradients; models/distill_loss.py), the teacher moved to the batch's
-        device first."""
+        device first; with the student's projection when the cosine loss compares different widths."""
         device = inputs["input_ids"].device
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
+        projection = getattr(self.accelerator.unwrap_model(model), PROJECTION, None)
         return teacher_target(self.teacher, inputs, self.distill["alpha"], self.distill["temperature"],
-                              self.distill.get("cosine", 0.0))
+                              self.distill.get("cosine", 0.0), projection)
+
+    def _save(self, output_dir=None, state_dict=None):
+        """The weights, and beside them the student's distillation projection (not part of the model)."""
+        super()._save(output_dir, state_dict)
+        projection = getattr(self.accelerator.unwrap_model(self.model), PROJECTION, None)
+        if projection is not None:
+            from safetensors.torch import save_file
+            save_file({"weight": projection.weight.detach().cpu().contiguous()},
+                      os.path.join(output_dir or self.args.output_dir, PROJECTION_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        projection = getattr(self.accelerator.unwrap_model(model or self.model), PROJECTION, None)
+        path = os.path.join(resume_from_checkpoint, PROJECTION_FILE)
+        if projection is not None:
+            if not os.path.isfile(path):
+                raise UserError(f"{resume_from_checkpoint} has no {PROJECTION_FILE}: it was not written by a run "
+                                "distilling with the cosine loss between different widths")
+            from safetensors.torch import load_file
+            with torch.no_grad():
+                projection.weight.copy_(load_file(path)["weight"])
 
     def _record_part(self, name, value):
         self._parts_sum[name] += float(value)

@@ -170,3 +170,33 @@ def test_every_family_initialises_layer_i_from_teacher_layer_2i(family):
         for i in range(2):
             for (name, p), (_, q) in zip(s_stack[i].named_parameters(), t_stack[2 * i].named_parameters()):
                 assert p.equal(q), (family, i, name)
+
+
+def test_cosine_between_different_widths_learns_a_projection_and_resumes_exactly(teacher, tmp_path):
+    # a 16-wide student of the 32-wide teacher: the cosine loss goes through the student's learned projection,
+    # kept beside the weights (not in them) and restored on resume
+    def run(out, *extra):
+        main(quick_args(out, "--train_file", str(teacher / "c.txt"), "--tokenizer_name", str(teacher / "tok"),
+                        "--config_overrides", "hidden_size=16,num_attention_heads=2,intermediate_size=32,"
+                        "num_hidden_layers=1", "--teacher_model_name_or_path", str(teacher / "t"),
+                        "--distill_cosine", "1", "--logging_steps", "1", "--max_steps", "6", "--save_steps", "3",
+                        "--eval_strategy", "no", "--do_train", *extra, fresh=False))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run(whole)
+    for folder in (whole, whole / "checkpoint-3", whole / "checkpoint-6"):
+        projection = load_file(folder / "distill_projection.safetensors")["weight"]
+        assert projection.shape == (32, 16)
+        assert not [k for k in load_file(folder / "model.safetensors") if "projection" in k]
+    start = load_file(whole / "checkpoint-3" / "distill_projection.safetensors")["weight"]
+    assert not start.equal(projection)  # it is trained
+    assert all("cosine_loss" in h for h in history(whole) if "loss" in h)
+    shutil.copytree(whole, cut, ignore=shutil.ignore_patterns("checkpoint-6"))
+    (cut / "model.safetensors").unlink()
+    run(cut, "--resume_from_checkpoint", "True")
+    strip = (lambda hs: [(h["step"], h["loss"], h["cosine_loss"]) for h in hs if "loss" in h])  # noqa: E731
+    assert strip(history(cut)) == strip(history(whole))
+    assert load_file(cut / "distill_projection.safetensors")["weight"].equal(projection)
+    from transformers import AutoModelForMaskedLM
+    import hf_pretrain_ext  # noqa: F401
+    model, info = AutoModelForMaskedLM.from_pretrained(whole, output_loading_info=True)
+    assert model.config.hidden_size == 16 and not info["unexpected_keys"] and not info["missing_keys"]

@@ -16,12 +16,16 @@ independent of T (Hinton et al. 2015). The cosine term (DistilBERT's) compares t
 real token (BERT: input tokens; GPT and the seq2seq decoders: the labelled positions), summed over them and
 divided by N, the batch's labelled-token count (num_items_in_batch), so it adds up exactly over accumulated
 micro-batches and DDP ranks; with 15% masking it therefore weighs about 1 / 0.15 times its per-token mean, which
-is what `cosine_loss` logs. It needs equal widths (no learned projection yet).
+is what `cosine_loss` logs. Between different widths the student's states first go through a learned linear
+projection to the teacher's width (`add_projection`: a submodule of the student, so DDP and the optimizer see it;
+left out of the model's weights and kept beside them in PROJECTION_FILE, so checkpoints resume exactly and the
+saved model is the plain architecture).
 """
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..kernels import fused_linear_distillation
 from .lm_loss import labelled_rows
@@ -39,6 +43,21 @@ class DistillTarget:
     cosine: float = 0.0
     sequence: torch.Tensor | None = None  # [B, L, H_t] teacher last hidden states (cosine only)
     real: torch.Tensor | None = None  # [B, L] bool: real tokens (cosine only)
+    projection: nn.Module | None = None  # the student's H_s -> H_t projection (cosine between widths)
+
+
+PROJECTION = "distill_projection"  # the student's submodule
+PROJECTION_FILE = "distill_projection.safetensors"  # beside the weights of each checkpoint and the final model
+
+
+def add_projection(student, teacher_width):
+    """Give the student a learned projection of its hidden states to the teacher's width (no bias), left out of
+    its saved weights (see the top)."""
+    projection = nn.Linear(student.config.hidden_size, teacher_width, bias=False)
+    projection.to(device=student.device, dtype=student.dtype)
+    student.add_module(PROJECTION, projection)
+    student._keys_to_ignore_on_save = set(student._keys_to_ignore_on_save or ()) | {f"{PROJECTION}.weight"}
+    return projection
 
 
 @dataclass
@@ -53,15 +72,16 @@ class TeacherSide:
     real: torch.Tensor | None = None  # [B, T] bool: the tokens the cosine loss compares
 
 
-def teacher_target(teacher, inputs, alpha, temperature, cosine=0.0):
-    """The DistillTarget of one training batch from a frozen teacher with a `distill_side(inputs)` method."""
+def teacher_target(teacher, inputs, alpha, temperature, cosine=0.0, projection=None):
+    """The DistillTarget of one training batch from a frozen teacher with a `distill_side(inputs)` method;
+    `projection`: the student's, when the cosine loss compares states of different widths."""
     with torch.no_grad():
         side = teacher.distill_side(inputs)
         rows, _ = labelled_rows(side.sequence, side.labels)
         if side.transform is not None:
             rows = side.transform(rows)
     return DistillTarget(rows, side.weight, side.bias, temperature, alpha, cosine,
-                         side.sequence if cosine else None, side.real if cosine else None)
+                         side.sequence if cosine else None, side.real if cosine else None, projection)
 
 
 def with_distillation(task_loss, rows, weight, bias, targets, sequence_output, target, num_items_in_batch,
@@ -92,7 +112,8 @@ def distilled_loss(task_loss, rows, weight, bias, targets, sequence_output, targ
     loss = (1.0 - target.alpha) * task_loss + target.alpha * t * t * kl
     parts = {"distill_loss": kl.detach()}
     if target.cosine:
-        student, teacher = sequence_output[target.real].float(), target.sequence[target.real].float()
+        student, teacher = sequence_output[target.real], target.sequence[target.real].float()
+        student = (student if target.projection is None else target.projection(student)).float()
         gaps = (1.0 - F.cosine_similarity(student, teacher, dim=-1)).sum()
         # summed over real tokens and divided by the batch's labelled-token count, like the MLM loss: exactly
         # additive over accumulated micro-batches and DDP ranks (a per-micro-batch mean would not be)
