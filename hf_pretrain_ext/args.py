@@ -234,6 +234,13 @@ class PretrainArguments:
         metadata={"help": "Causal LM blocks: 'documents' (positions restart and attention "
                           "stays within each document, no label crosses a boundary) or "
                           "'none' (run_clm.py blocks).", "choices": ["documents", "none"]})
+    w2v_window: int = field(default=5, metadata={"help": "Word2vec: largest window; each position draws its "
+                                                         "window uniformly from 1 .. N (word2vec.c)."})
+    w2v_negatives: int = field(default=5, metadata={"help": "Word2vec: noise words per pair."})
+    w2v_subsample: float = field(default=1e-3, metadata={"help": "Word2vec: subsampling threshold t (a token of "
+                                                                 "frequency f is kept with probability "
+                                                                 "(sqrt(f/t) + 1) t / f); 0 keeps all."})
+    w2v_noise_power: float = field(default=0.75, metadata={"help": "Word2vec: noise distribution unigram^p."})
     mixture: str | None = field(
         default=None, metadata={"help": "Mix objectives ('bart=0.7,t5=0.3', same model family) or training files "
                                         "('a.txt=0.3,b.txt=0.7', or 'a.txt,b.txt' with --mixture_cap / "
@@ -275,6 +282,12 @@ class PretrainArguments:
                 check()
         if self.tokenizer_vocab_size < 100:
             raise UserError(f"--tokenizer_vocab_size must be at least 100, got {self.tokenizer_vocab_size}")
+
+    def check_word2vec(self):
+        if self.w2v_window < 1 or self.w2v_negatives < 1:
+            raise UserError("--w2v_window and --w2v_negatives must be at least 1")
+        if self.w2v_subsample < 0 or self.w2v_noise_power < 0:
+            raise UserError("--w2v_subsample and --w2v_noise_power must be >= 0")
 
     def check_distillation(self):
         if not 0.0 <= self.distill_alpha <= 1.0:
@@ -349,6 +362,7 @@ OPTION_GROUPS = {
                   "permute_sentences", "rotate", "insert_ratio", "token_mask_ratio", "token_delete_ratio"),
     "span_corruption": ("noise_density", "mean_noise_span_length"),
     "causal": ("clm_packing",),
+    "word2vec": ("w2v_window", "w2v_negatives", "w2v_subsample", "w2v_noise_power"),
     "packing": ("packing", "unpad"),  # encoder objectives with a masked-LM head
     "distillation": ("teacher_model_name_or_path", "distill_alpha", "distill_temperature", "distill_cosine",
                      "distill_init_student"),

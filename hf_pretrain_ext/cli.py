@@ -13,6 +13,7 @@ from . import steps
 from .args import RECIPES, DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
 from .entry import asked_for, complement_help, is_config_file, parse_dataclasses, run_command
 from .errors import UserError
+from .registry import get_objective
 from .mixing import resolve_mixture_objective, run_objectives
 
 ARG_CLASSES = (ModelArguments, DataTrainingArguments, PretrainArguments, PretrainTrainingArguments)
@@ -85,6 +86,9 @@ def check_flag_combinations(data_args, pretrain_args, training_args):
     if pretrain_args.teacher_model_name_or_path is not None and pretrain_args.mixture:
         raise UserError("--teacher_model_name_or_path with --mixture is not supported yet (one objective, one "
                         "training file)")
+    if data_args.streaming and not get_objective(pretrain_args.objective).can_stream:
+        raise UserError(f"--objective {pretrain_args.objective} draws from the whole training set (word2vec: its "
+                        "token counts; nsp: random segments); it cannot stream")
     if pretrain_args.unpad and data_args.packing != "documents":
         raise UserError("--unpad runs packed documents without padding: it needs --packing documents")
     if not data_args.mlm_schedule.constant and training_args.dataloader_num_workers > 0:

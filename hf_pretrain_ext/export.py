@@ -24,6 +24,9 @@ def stock_config(config):
     family = get_family(config.model_type)
     if family is None or family.model_type != config.model_type:
         raise UserError(f"model_type {config.model_type!r} is already a stock architecture; nothing to export")
+    if family.stock_type is None:
+        raise UserError(f"model_type {config.model_type!r} has no stock transformers architecture to export to; "
+                        "load it with hf_pretrain_ext installed")
     ours_prefix, stock_prefix = family.class_prefix
     values = {k: v for k, v in config.to_dict().items() if k not in _EXTRA_KEYS + ("model_type",)}
     arch = (config.architectures or [family.default_architecture])[0]

@@ -11,8 +11,11 @@ import logging
 from .args import OPTION_GROUPS
 from .collators import build_collator
 from .collators.span_corruption import add_sentinel_tokens, t5_input_and_target_lengths
+from .collators.word2vec import Word2VecCollator, token_counts
 from .errors import UserError
 from .metrics import preprocess_logits_for_causal_metrics
+from .models import (TINY_NNLM, TINY_WORD2VEC, HfpxNNLMConfig, HfpxNNLMForCausalLM, HfpxNNLMModel,
+                     HfpxWord2VecConfig, HfpxWord2VecForPreTraining, HfpxWord2VecModel)
 from .models import (TINY_BART, TINY_BERT, TINY_GPT, TINY_T5, HfpxBartConfig, HfpxBartForConditionalGeneration,
                      HfpxBartModel, HfpxBertConfig, HfpxBertForMaskedLM, HfpxBertForPreTraining,
                      HfpxBertForSequenceClassification, HfpxBertModel, HfpxGPTConfig, HfpxGPTForCausalLM,
@@ -34,7 +37,13 @@ for _family in (
                "bart", ("HfpxBart", "Bart")),
         Family("hfpx-t5", "seq2seq", HfpxT5Config,
                {"AutoModelForSeq2SeqLM": HfpxT5ForConditionalGeneration, "AutoModel": HfpxT5Model}, TINY_T5, "t5",
-               ("HfpxT5", "T5"))):
+               ("HfpxT5", "T5")),
+        # the pretraining history before GPT: no stock architecture to export to
+        Family("hfpx-nnlm", "decoder", HfpxNNLMConfig,
+               {"AutoModelForCausalLM": HfpxNNLMForCausalLM, "AutoModel": HfpxNNLMModel}, TINY_NNLM, None, None),
+        Family("hfpx-word2vec", "encoder", HfpxWord2VecConfig,
+               {"AutoModelForPreTraining": HfpxWord2VecForPreTraining, "AutoModel": HfpxWord2VecModel},
+               TINY_WORD2VEC, None, None)):
     register_family(_family)
 
 # -- option groups: which flags each collator reads (validated in args.py) ----------------------------------------
@@ -97,6 +106,21 @@ def clm_collator(run):
     return build_collator("clm", run.tokenizer, packing=run.pretrain_args.clm_packing, **_common(run))
 
 
+def word2vec_collator(architecture):
+    def make(run):
+        if run.data_args.streaming:
+            raise UserError(f"--objective {architecture} draws noise words from the training set's token counts; "
+                            "it cannot stream")
+        tok, args = run.tokenizer, run.pretrain_args
+        separators = tuple(i for i in (tok.sep_token_id, tok.eos_token_id) if i is not None)
+        counts = token_counts(run.train_ds["input_ids"], len(tok))
+        return Word2VecCollator(counts, special_ids=tuple(tok.all_special_ids), separator_ids=separators,
+                                architecture=architecture, window=args.w2v_window, negatives=args.w2v_negatives,
+                                subsample=args.w2v_subsample, noise_power=args.w2v_noise_power,
+                                seed=run.training_args.seed)
+    return make
+
+
 def t5_block_length(max_seq_length, pretrain_args):
     raw, _ = t5_input_and_target_lengths(max_seq_length, pretrain_args.noise_density,
                                          pretrain_args.mean_noise_span_length)
@@ -135,6 +159,12 @@ DESCRIPTIONS = {
     "t5": "T5 span corruption: 15% of tokens in spans of mean length 3, each span replaced by a sentinel; the "
           "decoder produces the spans.",
     "clm": "Causal language modelling on packed documents (attention and positions restart at each document).",
+    "nnlm": "Bengio et al. (2003)'s neural language model: the next token from the n previous ones (embeddings "
+            "concatenated, one tanh layer, optional direct connections), contexts inside each document.",
+    "skipgram": "Word2vec skip-gram with negative sampling (Mikolov et al. 2013): each word predicts the words of "
+                "a randomly reduced window, frequent words subsampled, noise from unigram^0.75.",
+    "cbow": "Word2vec continuous bag of words with negative sampling: the mean of a reduced window's word vectors "
+            "predicts its centre word.",
 }
 _MASKED = dict(kind="encoder", family="hfpx-bert", auto_class="AutoModelForMaskedLM", needs=("mask_token",
                "pad_token"), option_groups=("masking", "packing", "distillation"), pipeline="fill-mask",
@@ -148,6 +178,7 @@ for _name, _label in (("sop", "sentence_order_label"), ("nsp", "next_sentence_la
         collator=pair_collator(_name), needs=("mask_token", "pad_token"), examples="sentences",
         word_starts=lambda pretrain_args: pretrain_args.masking != "mlm",
         eval_collator=nsp_eval_collator if _name == "nsp" else None, label_names=("labels", _label),
+        can_stream=_name != "nsp",
         loss_parts={"mlm_loss": "mlm_loss", "sop_loss": f"{_name}_loss"},
         option_groups=("masking", "sentences", "distillation"),
         description=DESCRIPTIONS[_name]))
@@ -165,3 +196,12 @@ register_objective(Objective(
     "clm", kind="decoder", family="hfpx-gpt", auto_class="AutoModelForCausalLM", collator=clm_collator,
     tokenizer="bpe", needs=(), prepare_tokenizer=end_of_text, metrics=preprocess_logits_for_causal_metrics,
     all_rows_labelled=True, option_groups=("causal", "distillation"), pipeline="text-generation", description=DESCRIPTIONS["clm"]))
+register_objective(Objective(
+    "nnlm", kind="decoder", family="hfpx-nnlm", auto_class="AutoModelForCausalLM", collator=clm_collator,
+    tokenizer="bpe", needs=(), prepare_tokenizer=end_of_text, metrics=preprocess_logits_for_causal_metrics,
+    option_groups=("causal",), pipeline="text-generation", description=DESCRIPTIONS["nnlm"]))
+for _name in ("skipgram", "cbow"):
+    register_objective(Objective(
+        _name, kind="encoder", family="hfpx-word2vec", auto_class="AutoModelForPreTraining",
+        collator=word2vec_collator(_name), token_accuracy=False, can_stream=False, option_groups=("word2vec",),
+        description=DESCRIPTIONS[_name]))

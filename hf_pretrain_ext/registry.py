@@ -35,8 +35,8 @@ class Family:
     config_class: type
     models: dict  # Auto* class name -> model class, e.g. {"AutoModelForMaskedLM": HfpxBertForMaskedLM}
     preset: dict  # the tiny configuration of a fresh model
-    stock_type: str  # the stock architecture it exports to, and whose checkpoints load into it
-    class_prefix: tuple  # (ours, stock) class-name prefixes, e.g. ("HfpxBert", "Bert")
+    stock_type: str | None  # the stock architecture it exports to, and whose checkpoints load into it (None: none)
+    class_prefix: tuple | None  # (ours, stock) class-name prefixes, e.g. ("HfpxBert", "Bert")
     renamed: dict = field(default_factory=dict)  # stock class names that do not follow the prefix rule
 
     @property
@@ -64,6 +64,8 @@ class Objective:
     loss_parts: dict = field(default_factory=dict)  # model output -> logged name, e.g. {"sop_loss": "nsp_loss"}
     label_names: tuple | None = None  # Trainer label_names when the batch has more than `labels`
     all_rows_labelled: bool = False  # every position is a target (fused loss pays off only on a GPU then)
+    token_accuracy: bool = True  # evaluation scores token accuracy from the logits (word2vec: the loss only)
+    can_stream: bool = True  # False: its collator needs the whole training set (word2vec counts, nsp segments)
     option_groups: tuple = ()  # groups of flags it reads (args.OPTION_GROUPS), validated once per run
     pipeline: str | None = None  # the Hub pipeline tag of its model card
     description: str = ""  # one paragraph for the model card
@@ -134,4 +136,4 @@ def get_family(model_type):
     _load_builtins()
     if model_type in _FAMILIES:
         return _FAMILIES[model_type]
-    return next((f for f in _FAMILIES.values() if f.stock_type == model_type), None)
+    return next((f for f in _FAMILIES.values() if f.stock_type is not None and f.stock_type == model_type), None)

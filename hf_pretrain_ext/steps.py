@@ -31,11 +31,13 @@ from .metrics import MaskedTokenAccuracy, most_frequent_token, perplexity, prepr
 from .mixing import build_file_mixture, concat_validation, joined_raw, load_file_mixture, parse_mixture, run_objectives
 from .model_setup import init_from_teacher, load_model, load_teacher
 from .models.distill_loss import add_projection
+from .models.modeling_hfpx_word2vec import save_word2vec_format
 from .plotting import plot_loss_curve
 from .rundir import (CHECKPOINT_RECORD, check_resume_matches, new_run_record, run_record, supersede_other_runs,
                      vocab_sha)
 from .trainer import PretrainTrainer
 
+WORD_VECTORS = "word_vectors.txt"  # word2vec / NNLM runs: the word vectors in word2vec's text format
 logger = logging.getLogger("hf_pretrain_ext")
 
 
@@ -254,13 +256,14 @@ def trainer(run):
     # export with a model card once, at the end
     run.push_to_hub, args.push_to_hub = args.push_to_hub, False
     evaluating = args.do_eval
+    scored = evaluating and run.objective.token_accuracy
     run.trainer = PretrainTrainer(
         model=run.model, args=args, data_collator=run.collator, eval_data_collator=run.eval_collator,
         train_dataset=run.train_ds if args.do_train else None, eval_dataset=run.eval_ds if evaluating else None,
         processing_class=run.tokenizer,
         compute_metrics=MaskedTokenAccuracy(most_frequent_token(run.train_ds, run.tokenizer.all_special_ids))
-        if evaluating else None,
-        preprocess_logits_for_metrics=(run.objective.metrics or preprocess_logits_for_metrics) if evaluating else None,
+        if scored else None,
+        preprocess_logits_for_metrics=(run.objective.metrics or preprocess_logits_for_metrics) if scored else None,
         run_record=run.record, loss_parts=loss_parts(run), teacher=run.teacher,
         distill=dict(alpha=run.pretrain_args.distill_alpha, temperature=run.pretrain_args.distill_temperature,
                      cosine=run.pretrain_args.distill_cosine))
@@ -301,7 +304,8 @@ def train_and_evaluate(run):
     if run.training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(run.eval_ds) if not streaming else -1
-        metrics["perplexity"] = perplexity(metrics["eval_loss"])
+        if run.objective.token_accuracy:  # a language model's loss (word2vec's negative sampling is not one)
+            metrics["perplexity"] = perplexity(metrics["eval_loss"])
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         run.results.update(metrics)
@@ -315,6 +319,9 @@ def finalize(run):
     title = f"{run.model.config.model_type} {run.pretrain_args.objective}"
     if run.pretrain_args.plot and plot_loss_curve(run.trainer.state.log_history, out / "loss_curve.png", title):
         logger.info("loss curve: %s", out / "loss_curve.png")
+    if hasattr(run.model, "word_vectors"):  # word2vec, NNLM: the vectors as a plain matrix, word2vec's text format
+        written = save_word2vec_format(run.model.word_vectors().float().cpu(), run.tokenizer, out / WORD_VECTORS)
+        logger.info("%d word vectors: %s", written, out / WORD_VECTORS)
     if run.push_to_hub:
         publish(run, out)
     print_summary(out, run.results, time.time() - run.started, run.objective.auto_class)

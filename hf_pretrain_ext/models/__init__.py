@@ -8,6 +8,8 @@ from .configuration_hfpx_seq2seq import TINY_BART, TINY_T5, HfpxBartConfig, Hfpx
 from .modeling_hfpx_bert import (HfpxBertForMaskedLM, HfpxBertForPreTraining, HfpxBertForSequenceClassification,
                                  HfpxBertModel)
 from .modeling_hfpx_gpt import HfpxGPTForCausalLM, HfpxGPTModel
+from .modeling_hfpx_nnlm import TINY_NNLM, HfpxNNLMConfig, HfpxNNLMForCausalLM, HfpxNNLMModel
+from .modeling_hfpx_word2vec import TINY_WORD2VEC, HfpxWord2VecConfig, HfpxWord2VecForPreTraining, HfpxWord2VecModel
 from .modeling_hfpx_seq2seq import (HfpxBartForConditionalGeneration, HfpxBartModel, HfpxT5ForConditionalGeneration,
                                     HfpxT5Model)
 
@@ -27,9 +29,17 @@ def register():
         AutoConfig.register(config.model_type, config, exist_ok=True)
         AutoModel.register(config, base, exist_ok=True)
         AutoModelForSeq2SeqLM.register(config, lm, exist_ok=True)
+    AutoConfig.register(HfpxNNLMConfig.model_type, HfpxNNLMConfig, exist_ok=True)
+    AutoModel.register(HfpxNNLMConfig, HfpxNNLMModel, exist_ok=True)
+    AutoModelForCausalLM.register(HfpxNNLMConfig, HfpxNNLMForCausalLM, exist_ok=True)
+    AutoConfig.register(HfpxWord2VecConfig.model_type, HfpxWord2VecConfig, exist_ok=True)
+    AutoModel.register(HfpxWord2VecConfig, HfpxWord2VecModel, exist_ok=True)
+    AutoModelForPreTraining.register(HfpxWord2VecConfig, HfpxWord2VecForPreTraining, exist_ok=True)
 
 
 __all__ = ["HfpxBertConfig", "HfpxBertModel", "HfpxBertForMaskedLM", "HfpxBertForPreTraining",
            "HfpxBertForSequenceClassification", "TINY_BERT", "HfpxGPTConfig", "HfpxGPTModel", "HfpxGPTForCausalLM",
            "TINY_GPT", "HfpxBartConfig", "HfpxBartModel", "HfpxBartForConditionalGeneration", "HfpxT5Config",
-           "HfpxT5Model", "HfpxT5ForConditionalGeneration", "TINY_BART", "TINY_T5", "register"]
+           "HfpxT5Model", "HfpxT5ForConditionalGeneration", "TINY_BART", "TINY_T5", "HfpxNNLMConfig", "HfpxNNLMModel",
+           "HfpxNNLMForCausalLM", "TINY_NNLM", "HfpxWord2VecConfig", "HfpxWord2VecModel", "HfpxWord2VecForPreTraining",
+           "TINY_WORD2VEC", "register"]

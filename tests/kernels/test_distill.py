@@ -8,6 +8,8 @@ import torch
 from hf_pretrain_ext.kernels import fused_linear_distillation, linear_distillation_reference
 from hf_pretrain_ext.kernels.ops import distill_torch
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the Triton cases run on the GPU when there is one
+
 # fp64 always runs the torch backend: the Triton cases start at fp32
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
@@ -33,8 +35,8 @@ def make(shape, dtype, labelled, bias, seed=0):
     else:
         keep = torch.rand(b * t, generator=g) < labelled
     labels = torch.where(keep.view(b, t), labels, torch.full_like(labels, -100))
-    cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
-    return [cast(x) for x in (s_h, s_w, s_b, t_h, t_w, t_b)], labels
+    cast = (lambda x: None if x is None else x.to(device=DEVICE, dtype=dtype))  # noqa: E731
+    return [cast(x) for x in (s_h, s_w, s_b, t_h, t_w, t_b)], labels.to(DEVICE)
 
 
 def check(shape, dtype, labelled, bias=False, temperature=1.0, **options):
@@ -43,17 +45,18 @@ def check(shape, dtype, labelled, bias=False, temperature=1.0, **options):
     ours = fused_linear_distillation(leaves[0], leaves[1], t_h, t_w, labels, leaves[2] if bias else None, t_b,
                                      temperature=temperature, **options)
     ours.backward()
-    ref_leaves = [x.detach().double().requires_grad_() for x in (s_h, s_w) + ((s_b,) if bias else ())]
-    ref = linear_distillation_reference(ref_leaves[0], ref_leaves[1], t_h.double(), t_w.double(), labels,
-                                        ref_leaves[2] if bias else None, None if t_b is None else t_b.double(),
-                                        temperature=temperature, **options)
+    ref_leaves = [x.detach().cpu().double().requires_grad_() for x in (s_h, s_w) + ((s_b,) if bias else ())]
+    ref = linear_distillation_reference(ref_leaves[0], ref_leaves[1], t_h.cpu().double(), t_w.cpu().double(),
+                                        labels.cpu(), ref_leaves[2] if bias else None,
+                                        None if t_b is None else t_b.cpu().double(), temperature=temperature,
+                                        **options)
     ref.backward()
     rtol, atol = TOL[dtype]
-    torch.testing.assert_close(ours.double(), ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(ours.double().cpu(), ref, rtol=rtol, atol=atol)
     for mine, want in zip(leaves, ref_leaves):
         assert mine.grad is not None and mine.grad.dtype == mine.dtype
         scale = want.grad.abs().max().item() or 1.0
-        torch.testing.assert_close(mine.grad.double(), want.grad, rtol=rtol, atol=atol + rtol * scale)
+        torch.testing.assert_close(mine.grad.double().cpu(), want.grad, rtol=rtol, atol=atol + rtol * scale)
 
 
 @pytest.fixture(params=["torch", "triton"])
