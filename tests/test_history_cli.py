@@ -81,3 +81,40 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, corpus, flags, message)
         main(quick_args(tmp_path / "o", "--train_file", str(corpus), *flags))
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+@pytest.fixture(scope="module")
+def history_checkpoints(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("history")
+    for objective in ("nnlm", "skipgram"):
+        main(args(root / objective, objective, corpus, "--max_steps", "30", "--eval_strategy", "no", "--do_train"))
+    return root
+
+
+@pytest.mark.parametrize("objective, pooling", [("nnlm", "auto"), ("skipgram", "mean"), ("skipgram", "attention")])
+def test_feature_based_fine_tuning_from_the_history_models(history_checkpoints, tmp_path, objective, pooling):
+    from finetune_testutils import labelled_rows, write_tsv
+    from hf_pretrain_ext.finetune import load_finetuned
+    from hf_pretrain_ext.finetune.cli import main as finetune
+    write_tsv(tmp_path / "train.tsv", labelled_rows(64, seed=0))
+    write_tsv(tmp_path / "dev.tsv", labelled_rows(24, seed=1))
+    out = tmp_path / "ft"
+    results = finetune(["--model_name_or_path", str(history_checkpoints / objective), "--strategy", "feature_based",
+                        "--pooling", pooling, "--train_file", str(tmp_path / "train.tsv"), "--validation_file",
+                        str(tmp_path / "dev.tsv"), "--output_dir", str(out), "--num_train_epochs", "8",
+                        "--per_device_train_batch_size", "16", "--learning_rate", "2e-2", "--max_seq_length", "32",
+                        "--disable_tqdm", "true", "--seed", "0"])
+    record = json.loads((out / "hfpx_finetune.json").read_text())
+    assert record["strategy"] == "feature_based" and record["wrapped"]
+    assert record["pooling"] == ("last" if objective == "nnlm" else pooling)
+    assert record["trainable_parameters"] < record["total_parameters"]  # the vectors stay frozen
+    assert 0.0 <= results["eval_accuracy"] <= 1.0
+    import torch
+    from transformers import AutoTokenizer
+    model = load_finetuned(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    rows = labelled_rows(24, seed=1)
+    with torch.no_grad():
+        logits = model(**tok([r[0] for r in rows], padding=True, return_tensors="pt")).logits
+    accuracy = float((logits.argmax(-1) == torch.tensor([int(r[2]) for r in rows])).float().mean())
+    assert accuracy == pytest.approx(results["eval_accuracy"])

@@ -86,7 +86,7 @@ def test_save_reload_through_auto(tmp_path):
     torch.testing.assert_close(again(ids).logits, m(ids).logits)
     base = AutoModel.from_pretrained(tmp_path)
     out = base(ids)
-    assert out.last_hidden_state.shape == (2, 10, 12) and out.hidden_states[0].shape == (2, 10, 8)
+    assert out.last_hidden_state.shape == (2, 10, 12) and len(out.hidden_states) == 1
 
 
 def test_loss_falls_in_a_few_dozen_steps():

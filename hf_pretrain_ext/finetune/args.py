@@ -115,9 +115,10 @@ class StrategyArguments:
                                        "classification loss while training (GPT, Radford et al. 2018: 0.5)."})
     pooling: str = field(
         default="auto", metadata={"help": "Sentence vector for the head: cls (first token), mean (over tokens), "
-                                          "last (last non-pad token). auto: last for causal backbones, mean for "
-                                          "feature_based encoders, the model's own pooler otherwise.",
-                                  "choices": ["auto", "cls", "mean", "last"]})
+                                          "last (last non-pad token), attention (a learned softmax over tokens). "
+                                          "auto: last for causal backbones, mean for feature_based encoders "
+                                          "and word2vec, the model's own pooler otherwise.",
+                                  "choices": ["auto", "cls", "mean", "last", "attention"]})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into an output_dir that already holds files."})
 

@@ -58,11 +58,15 @@ class ClassifierOutput(ModelOutput):
     lm_loss: torch.Tensor | None = None
 
 
-def pool(hidden, attention_mask, how):
-    """hidden: [B, L, H], attention_mask: [B, L] -> [B, H]."""
+def pool(hidden, attention_mask, how, attention=None):
+    """hidden: [B, L, H], attention_mask: [B, L] -> [B, H]. "attention": softmax over the real tokens of a learned
+    score per token (`attention`, a Linear(H, 1)), the weighted sum of their states."""
     if how == "cls":
         return hidden[:, 0]
     mask = attention_mask.to(hidden.dtype) if attention_mask is not None else hidden.new_ones(hidden.shape[:2])
+    if how == "attention":
+        scores = attention(hidden).squeeze(-1).float().masked_fill(mask == 0, float("-inf"))
+        return (scores.softmax(-1).to(hidden.dtype).unsqueeze(-1) * hidden).sum(1)
     if how == "mean":
         return (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
     # last: the last position whose mask is 1, for right and left padding alike
@@ -83,8 +87,10 @@ class BackboneClassifier(nn.Module):
         self.causal, self.pooling, self.lm_loss_weight = causal, pooling, lm_loss_weight
         config = backbone.config
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or config.d_model
-        layers = getattr(config, "num_hidden_layers", None) or config.n_layer
+        layers = getattr(config, "num_hidden_layers", None)
+        layers = config.n_layer if layers is None else layers  # 0 for word2vec / NNLM: one state, no layer stack
         self.scalar_mix = ScalarMix(layers + 1) if scalar_mix else None
+        self.attention = nn.Linear(hidden, 1) if pooling == "attention" else None
         p = next((getattr(config, k) for k in ("classifier_dropout", "hidden_dropout_prob", "resid_pdrop")
                   if getattr(config, k, None) is not None), 0.1)
         self.dropout = nn.Dropout(p)
@@ -108,7 +114,7 @@ class BackboneClassifier(nn.Module):
             out = base(input_ids, **kwargs)
         states = out.hidden_states  # embeddings + every layer: [B, L, H] each
         hidden = self.scalar_mix(states) if self.scalar_mix is not None else states[-1]
-        logits = self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        logits = self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling, self.attention)))
         loss = cls_loss = None
         if labels is not None:
             cls_loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
@@ -149,7 +155,8 @@ def build_model(model_args, strategy_args, labels):
     common = dict(cache_dir=model_args.cache_dir, token=model_args.token,
                   trust_remote_code=model_args.trust_remote_code)
     pooling = strategy_args.pooling
-    wrapped = kind == "causal" or strategy_args.strategy == "feature_based"
+    wrapped = kind == "causal" or strategy_args.strategy == "feature_based" or \
+        type(config) not in AutoModelForSequenceClassification._model_mapping  # word2vec, NNLM: no such class
     if pooling == "auto":
         pooling = "last" if kind == "causal" else ("mean" if wrapped else "model")
     elif not wrapped and pooling != "cls":

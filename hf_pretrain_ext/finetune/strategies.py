@@ -23,21 +23,24 @@ logger = logging.getLogger("hf_pretrain_ext")
 
 
 def find_layers(model):
-    """(prefix, ModuleList) of the transformer layers: the longest ModuleList whose items share one class."""
+    """(prefix, ModuleList) of the transformer layers: the longest ModuleList whose items share one class; (None,
+    an empty list) for a model without one (word2vec, NNLM)."""
     best = None
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) > 0:
             if len({type(m) for m in module}) == 1 and (best is None or len(module) > len(best[1])):
                 best = (name, module)
-    if best is None:
-        raise ValueError(f"{type(model).__name__}: no list of transformer layers found")
-    return best
+    return best or (None, nn.ModuleList())
 
 
 def layer_groups(model):
-    """{parameter name: depth} with 0 = below the layers, 1..L = layer i, L+1 = above (heads)."""
+    """{parameter name: depth} with 0 = below the layers, 1..L = layer i, L+1 = above (heads). Without a layer
+    stack: 0 = the first registered child (the backbone), 1 = the rest (the head)."""
     prefix, layers = find_layers(model)
     n_layers = len(layers)
+    if prefix is None:
+        first = next(iter(dict(model.named_children())), "")
+        return {name: 0 if name.split(".", 1)[0] == first else 1 for name, _ in model.named_parameters()}
     depth, seen_layers = {}, False
     for name, _ in model.named_parameters():
         if name.startswith(prefix + "."):

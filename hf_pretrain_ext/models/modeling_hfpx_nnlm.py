@@ -12,8 +12,8 @@ labelled rows only. The context never crosses a document: where the token k plac
 the current document (position_ids, which restart at 0 per document in packed blocks), or before the row, a
 learned start vector for slot k stands in for it.
 
-HfpxNNLMModel (AutoModel) returns the hidden layer as last_hidden_state and (embeddings of the current token,
-hidden layer) as hidden_states, for feature-based fine-tuning.
+HfpxNNLMModel (AutoModel) returns the hidden layer (a function of the word vectors of each position's n-token
+context) as last_hidden_state and as its one hidden state, for feature-based fine-tuning; `word_vectors()` is C.
 """
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ class HfpxNNLMConfig(PretrainedConfig):
         self.vocab_size, self.context_size, self.embedding_size = vocab_size, context_size, embedding_size
         self.hidden_size, self.direct_connections = hidden_size, direct_connections
         self.initializer_range, self.use_fused_loss, self.loss_backend = initializer_range, use_fused_loss, loss_backend
-        self.num_hidden_layers = 1  # the one tanh layer (read by fine-tuning's layer bookkeeping)
+        self.num_hidden_layers = 0  # no layer stack: fine-tuning mixes the one state AutoModel returns
 
 
 TINY_NNLM = dict(context_size=4, embedding_size=64, hidden_size=128)
@@ -99,9 +99,8 @@ class HfpxNNLMModel(HfpxNNLMPreTrainedModel):
         return x, torch.tanh(self.hidden(x))
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
-        x, h = self.features(input_ids, position_ids)
-        emb = x[..., :self.config.embedding_size]
-        return BaseModelOutput(last_hidden_state=h, hidden_states=(emb, h))
+        _, h = self.features(input_ids, position_ids)
+        return BaseModelOutput(last_hidden_state=h, hidden_states=(h,))
 
 
 class HfpxNNLMForCausalLM(HfpxNNLMPreTrainedModel):
