@@ -14,6 +14,7 @@ from .collators.span_corruption import add_sentinel_tokens, t5_input_and_target_
 from .collators.word2vec import Word2VecCollator, token_counts
 from .errors import UserError
 from .metrics import preprocess_logits_for_causal_metrics
+from .models import (TINY_ELMO, HfpxElmoConfig, HfpxElmoForPreTraining, HfpxElmoModel)
 from .models import (TINY_NNLM, TINY_WORD2VEC, HfpxNNLMConfig, HfpxNNLMForCausalLM, HfpxNNLMModel,
                      HfpxWord2VecConfig, HfpxWord2VecForPreTraining, HfpxWord2VecModel)
 from .models import (TINY_BART, TINY_BERT, TINY_GPT, TINY_T5, HfpxBartConfig, HfpxBartForConditionalGeneration,
@@ -43,7 +44,10 @@ for _family in (
                {"AutoModelForCausalLM": HfpxNNLMForCausalLM, "AutoModel": HfpxNNLMModel}, TINY_NNLM, None, None),
         Family("hfpx-word2vec", "encoder", HfpxWord2VecConfig,
                {"AutoModelForPreTraining": HfpxWord2VecForPreTraining, "AutoModel": HfpxWord2VecModel},
-               TINY_WORD2VEC, None, None)):
+               TINY_WORD2VEC, None, None),
+        Family("hfpx-elmo", "decoder", HfpxElmoConfig,
+               {"AutoModelForPreTraining": HfpxElmoForPreTraining, "AutoModel": HfpxElmoModel}, TINY_ELMO, None,
+               None)):
     register_family(_family)
 
 # -- option groups: which flags each collator reads (validated in args.py) ----------------------------------------
@@ -163,6 +167,8 @@ DESCRIPTIONS = {
             "concatenated, one tanh layer, optional direct connections), contexts inside each document.",
     "skipgram": "Word2vec skip-gram with negative sampling (Mikolov et al. 2013): each word predicts the words of "
                 "a randomly reduced window, frequent words subsampled, noise from unigram^0.75.",
+    "bilm": "ELMo's bidirectional LSTM language model (Peters et al. 2018): forward and backward LSTM stacks "
+            "over each document, next and previous token through one shared softmax.",
     "cbow": "Word2vec continuous bag of words with negative sampling: the mean of a reduced window's word vectors "
             "predicts its centre word.",
 }
@@ -205,3 +211,7 @@ for _name in ("skipgram", "cbow"):
         _name, kind="encoder", family="hfpx-word2vec", auto_class="AutoModelForPreTraining",
         collator=word2vec_collator(_name), token_accuracy=False, can_stream=False, option_groups=("word2vec",),
         description=DESCRIPTIONS[_name]))
+register_objective(Objective(
+    "bilm", kind="decoder", family="hfpx-elmo", auto_class="AutoModelForPreTraining", collator=clm_collator,
+    tokenizer="bpe", needs=(), prepare_tokenizer=end_of_text, metrics=preprocess_logits_for_causal_metrics,
+    option_groups=("causal",), description=DESCRIPTIONS["bilm"]))

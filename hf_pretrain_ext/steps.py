@@ -324,7 +324,7 @@ def finalize(run):
         logger.info("%d word vectors: %s", written, out / WORD_VECTORS)
     if run.push_to_hub:
         publish(run, out)
-    print_summary(out, run.results, time.time() - run.started, run.objective.auto_class)
+    print_summary(out, run.results, time.time() - run.started, run.objective.auto_class, run.objective.kind)
 
 
 STEPS = (start, data, tokenizer, model, datasets_, collator, trainer, train_and_evaluate, finalize)
@@ -351,10 +351,10 @@ def publish(run, out):
     print(f"uploaded {folder} to https://huggingface.co/{training_args.hub_model_id}", flush=True)
 
 
-def print_summary(out, results, seconds, auto="AutoModelForMaskedLM"):
+def print_summary(out, results, seconds, auto="AutoModelForMaskedLM", kind="encoder"):
     lines = [f"\nDone in {seconds / 60:.1f} min. Results in {out}/"]
     if "eval_accuracy" in results:
-        what = "masked-token" if auto in ("AutoModelForMaskedLM", "AutoModelForPreTraining") else "target-token"
+        what = "masked-token" if kind == "encoder" else "target-token"
         lines.append(f"  held-out {what} accuracy: {results['eval_accuracy']:.4f}   "
                      f"most-frequent-token baseline: {results.get('eval_baseline_accuracy', float('nan')):.4f}")
         lines.append(f"  held-out perplexity: {results['perplexity']:.2f}   (eval loss {results['eval_loss']:.4f})")

@@ -1,5 +1,6 @@
-"""run_pretrain.py --objective nnlm / skipgram / cbow end to end (#20): a tiny run trains, evaluates, writes the
-word vectors, reloads through Auto* in a fresh process, resumes exactly; their flags are checked in one line."""
+"""run_pretrain.py --objective nnlm / skipgram / cbow / bilm end to end (#20): a tiny run trains, evaluates, writes
+the word vectors (word2vec, NNLM), reloads through Auto* in a fresh process, resumes exactly; feature-based
+fine-tuning from each; their flags are checked in one line."""
 import json
 import os
 import shutil
@@ -14,8 +15,11 @@ from hfpx_testutils import english_documents, quick_args
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 SIZES = {"nnlm": "context_size=3,embedding_size=16,hidden_size=32,direct_connections=True",
-         "skipgram": "hidden_size=16", "cbow": "hidden_size=16"}
-AUTO = {"nnlm": "AutoModelForCausalLM", "skipgram": "AutoModelForPreTraining", "cbow": "AutoModelForPreTraining"}
+         "skipgram": "hidden_size=16", "cbow": "hidden_size=16", "bilm": "hidden_size=32"}
+AUTO = {"nnlm": "AutoModelForCausalLM", "skipgram": "AutoModelForPreTraining", "cbow": "AutoModelForPreTraining",
+        "bilm": "AutoModelForPreTraining"}
+MODEL = {"nnlm": ("hfpx-nnlm", "HfpxNNLMForCausalLM", 32), "skipgram": ("hfpx-word2vec", "HfpxWord2VecForPreTraining", 16),
+         "cbow": ("hfpx-word2vec", "HfpxWord2VecForPreTraining", 16), "bilm": ("hfpx-elmo", "HfpxElmoForPreTraining", 32)}
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +35,22 @@ def args(out, objective, corpus, *extra):
                       "0.01", "--validation_split_percentage", "10", *extra, fresh=False)
 
 
-@pytest.mark.parametrize("objective", ["nnlm", "skipgram", "cbow"])
+@pytest.mark.parametrize("objective", ["nnlm", "skipgram", "cbow", "bilm"])
 def test_end_to_end_and_reload_in_a_fresh_process(tmp_path, corpus, objective):
     out = tmp_path / objective
     res = main(args(out, objective, corpus, "--max_steps", "6", "--logging_steps", "1"))
-    model_type = json.loads((out / "config.json").read_text())["model_type"]
-    assert model_type == ("hfpx-nnlm" if objective == "nnlm" else "hfpx-word2vec")
+    model_type, class_name, width = MODEL[objective]
+    assert json.loads((out / "config.json").read_text())["model_type"] == model_type
     assert 0 < res["train_loss"] < 20 and 0 < res["eval_loss"] < 20
-    assert ("perplexity" in res) == (objective == "nnlm")  # negative sampling's loss is not a perplexity
+    assert ("perplexity" in res) == (objective in ("nnlm", "bilm"))  # negative sampling's loss is not one
     losses = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
     assert len(losses) == 6 and all(0 < x < 20 for x in losses)  # falling: tests/test_word2vec.py, test_nnlm.py
-    header, first = (out / "word_vectors.txt").read_text().splitlines()[:2]
-    n, dim = map(int, header.split())
-    assert dim == 16 and n > 100 and len(first.split()) == dim + 1
+    if objective != "bilm":  # word vectors of word2vec (its vectors) and NNLM (C)
+        header, first = (out / "word_vectors.txt").read_text().splitlines()[:2]
+        n, dim = map(int, header.split())
+        assert dim == 16 and n > 100 and len(first.split()) == dim + 1
+    else:
+        assert not (out / "word_vectors.txt").exists()
     code = ("import sys, torch, hf_pretrain_ext, transformers\n"
             f"m = getattr(transformers, '{AUTO[objective]}').from_pretrained(sys.argv[1]).eval()\n"
             "base = transformers.AutoModel.from_pretrained(sys.argv[1])\n"
@@ -52,9 +59,7 @@ def test_end_to_end_and_reload_in_a_fresh_process(tmp_path, corpus, objective):
     proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=ENV,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    width = 32 if objective == "nnlm" else 16
-    want = "HfpxNNLMForCausalLM" if objective == "nnlm" else "HfpxWord2VecForPreTraining"
-    assert proc.stdout.split("\n")[0] == f"{want} (1, 3, {width})", proc.stdout
+    assert proc.stdout.split("\n")[0] == f"{class_name} (1, 3, {width})", proc.stdout
 
 
 def test_skipgram_resumes_exactly(tmp_path, corpus):
@@ -86,12 +91,13 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, corpus, flags, message)
 @pytest.fixture(scope="module")
 def history_checkpoints(tmp_path_factory, corpus):
     root = tmp_path_factory.mktemp("history")
-    for objective in ("nnlm", "skipgram"):
+    for objective in ("nnlm", "skipgram", "bilm"):
         main(args(root / objective, objective, corpus, "--max_steps", "30", "--eval_strategy", "no", "--do_train"))
     return root
 
 
-@pytest.mark.parametrize("objective, pooling", [("nnlm", "auto"), ("skipgram", "mean"), ("skipgram", "attention")])
+@pytest.mark.parametrize("objective, pooling", [("nnlm", "auto"), ("skipgram", "mean"), ("skipgram", "attention"),
+                                               ("bilm", "auto")])
 def test_feature_based_fine_tuning_from_the_history_models(history_checkpoints, tmp_path, objective, pooling):
     from finetune_testutils import labelled_rows, write_tsv
     from hf_pretrain_ext.finetune import load_finetuned
@@ -106,7 +112,7 @@ def test_feature_based_fine_tuning_from_the_history_models(history_checkpoints, 
                         "--disable_tqdm", "true", "--seed", "0"])
     record = json.loads((out / "hfpx_finetune.json").read_text())
     assert record["strategy"] == "feature_based" and record["wrapped"]
-    assert record["pooling"] == ("last" if objective == "nnlm" else pooling)
+    assert record["pooling"] == {"nnlm": "last", "bilm": "mean"}.get(objective, pooling)
     assert record["trainable_parameters"] < record["total_parameters"]  # the vectors stay frozen
     assert 0.0 <= results["eval_accuracy"] <= 1.0
     import torch

@@ -7,6 +7,7 @@ from .configuration_hfpx_gpt import TINY_GPT, HfpxGPTConfig
 from .configuration_hfpx_seq2seq import TINY_BART, TINY_T5, HfpxBartConfig, HfpxT5Config
 from .modeling_hfpx_bert import (HfpxBertForMaskedLM, HfpxBertForPreTraining, HfpxBertForSequenceClassification,
                                  HfpxBertModel)
+from .modeling_hfpx_elmo import TINY_ELMO, HfpxElmoConfig, HfpxElmoForPreTraining, HfpxElmoModel
 from .modeling_hfpx_gpt import HfpxGPTForCausalLM, HfpxGPTModel
 from .modeling_hfpx_nnlm import TINY_NNLM, HfpxNNLMConfig, HfpxNNLMForCausalLM, HfpxNNLMModel
 from .modeling_hfpx_word2vec import TINY_WORD2VEC, HfpxWord2VecConfig, HfpxWord2VecForPreTraining, HfpxWord2VecModel
@@ -32,6 +33,9 @@ def register():
     AutoConfig.register(HfpxNNLMConfig.model_type, HfpxNNLMConfig, exist_ok=True)
     AutoModel.register(HfpxNNLMConfig, HfpxNNLMModel, exist_ok=True)
     AutoModelForCausalLM.register(HfpxNNLMConfig, HfpxNNLMForCausalLM, exist_ok=True)
+    AutoConfig.register(HfpxElmoConfig.model_type, HfpxElmoConfig, exist_ok=True)
+    AutoModel.register(HfpxElmoConfig, HfpxElmoModel, exist_ok=True)
+    AutoModelForPreTraining.register(HfpxElmoConfig, HfpxElmoForPreTraining, exist_ok=True)
     AutoConfig.register(HfpxWord2VecConfig.model_type, HfpxWord2VecConfig, exist_ok=True)
     AutoModel.register(HfpxWord2VecConfig, HfpxWord2VecModel, exist_ok=True)
     AutoModelForPreTraining.register(HfpxWord2VecConfig, HfpxWord2VecForPreTraining, exist_ok=True)
@@ -42,4 +46,4 @@ __all__ = ["HfpxBertConfig", "HfpxBertModel", "HfpxBertForMaskedLM", "HfpxBertFo
            "TINY_GPT", "HfpxBartConfig", "HfpxBartModel", "HfpxBartForConditionalGeneration", "HfpxT5Config",
            "HfpxT5Model", "HfpxT5ForConditionalGeneration", "TINY_BART", "TINY_T5", "HfpxNNLMConfig", "HfpxNNLMModel",
            "HfpxNNLMForCausalLM", "TINY_NNLM", "HfpxWord2VecConfig", "HfpxWord2VecModel", "HfpxWord2VecForPreTraining",
-           "TINY_WORD2VEC", "register"]
+           "TINY_WORD2VEC", "HfpxElmoConfig", "HfpxElmoModel", "HfpxElmoForPreTraining", "TINY_ELMO", "register"]
