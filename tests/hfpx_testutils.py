@@ -89,3 +89,18 @@ def english_documents(n_docs, sentences=(2, 6), words=(4, 12), seed=0):
                  for _ in range(rng.randint(*sentences))]
         docs.append(" ".join(sents))
     return docs
+
+
+def train_losses(model, batch, steps, lr):
+    """Losses of `steps` Adam steps of `model` on one fixed batch (a dict of model inputs)."""
+    import torch
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses

@@ -120,7 +120,8 @@ FAMILIES = {"clm": ("n_embd=32,n_head=2,n_inner=64,n_layer={}", "lm_loss", "Auto
             "sop": (SIZE + ",num_hidden_layers={}", "mlm_loss", "AutoModelForPreTraining")}
 
 
-@pytest.mark.parametrize("objective", sorted(FAMILIES))
+@pytest.mark.parametrize("objective", [o if o != "t5" else pytest.param(o, marks=pytest.mark.slow)
+                                       for o in sorted(FAMILIES)])
 def test_every_objective_distils(tmp_path, objective):
     sizes, task_part, auto = FAMILIES[objective]
     corpus = tmp_path / "c.txt"

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import hf_pretrain_ext  # noqa: F401  (registers hfpx-elmo)
 from hf_pretrain_ext.models import HfpxElmoConfig, HfpxElmoForPreTraining
+from hfpx_testutils import train_losses
 
 V = 30
 
@@ -77,20 +78,11 @@ def test_save_reload_and_feature_layers(tmp_path):
 
 
 def test_loss_falls_in_a_few_dozen_steps():
-    m = model(seed=4)
-    m.train()
     g = torch.Generator().manual_seed(0)
     ids = (torch.randint(0, 10, (16, 1), generator=g) + torch.arange(10)) % 10  # each token: previous + 1
     labels = ids.clone()
     labels[:, 0] = -100
-    opt = torch.optim.Adam(m.parameters(), lr=0.03)
-    losses = []
-    for _ in range(40):
-        loss = m(ids, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses = train_losses(model(seed=4), dict(input_ids=ids, labels=labels), 40, 0.03)
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 

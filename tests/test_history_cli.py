@@ -35,7 +35,7 @@ def args(out, objective, corpus, *extra):
                       "0.01", "--validation_split_percentage", "10", *extra, fresh=False)
 
 
-@pytest.mark.parametrize("objective", ["nnlm", "skipgram", "cbow", "bilm"])
+@pytest.mark.parametrize("objective", ["nnlm", "skipgram", pytest.param("cbow", marks=pytest.mark.slow), "bilm"])
 def test_end_to_end_and_reload_in_a_fresh_process(tmp_path, corpus, objective):
     out = tmp_path / objective
     res = main(args(out, objective, corpus, "--max_steps", "6", "--logging_steps", "1"))
@@ -90,14 +90,21 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, corpus, flags, message)
 
 @pytest.fixture(scope="module")
 def history_checkpoints(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("history")
-    for objective in ("nnlm", "skipgram", "bilm"):
-        main(args(root / objective, objective, corpus, "--max_steps", "30", "--eval_strategy", "no", "--do_train"))
-    return root
+    """checkpoint(objective): a 10-step pretraining run of it, made on first use."""
+    root, made = tmp_path_factory.mktemp("history"), set()
+
+    def checkpoint(objective):
+        if objective not in made:
+            main(args(root / objective, objective, corpus, "--max_steps", "10", "--eval_strategy", "no",
+                      "--do_train"))
+            made.add(objective)
+        return root / objective
+    return checkpoint
 
 
-@pytest.mark.parametrize("objective, pooling", [("nnlm", "auto"), ("skipgram", "mean"), ("skipgram", "attention"),
-                                               ("bilm", "auto")])
+@pytest.mark.parametrize("objective, pooling", [pytest.param("nnlm", "auto", marks=pytest.mark.slow),
+                                               pytest.param("skipgram", "mean", marks=pytest.mark.slow),
+                                               ("skipgram", "attention"), ("bilm", "auto")])
 def test_feature_based_fine_tuning_from_the_history_models(history_checkpoints, tmp_path, objective, pooling):
     from finetune_testutils import labelled_rows, write_tsv
     from hf_pretrain_ext.finetune import load_finetuned
@@ -105,7 +112,7 @@ def test_feature_based_fine_tuning_from_the_history_models(history_checkpoints, 
     write_tsv(tmp_path / "train.tsv", labelled_rows(64, seed=0))
     write_tsv(tmp_path / "dev.tsv", labelled_rows(24, seed=1))
     out = tmp_path / "ft"
-    results = finetune(["--model_name_or_path", str(history_checkpoints / objective), "--strategy", "feature_based",
+    results = finetune(["--model_name_or_path", str(history_checkpoints(objective)), "--strategy", "feature_based",
                         "--pooling", pooling, "--train_file", str(tmp_path / "train.tsv"), "--validation_file",
                         str(tmp_path / "dev.tsv"), "--output_dir", str(out), "--num_train_epochs", "8",
                         "--per_device_train_batch_size", "16", "--learning_rate", "2e-2", "--max_seq_length", "32",

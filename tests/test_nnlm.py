@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import hf_pretrain_ext  # noqa: F401  (registers hfpx-nnlm)
 from hf_pretrain_ext.models import HfpxNNLMConfig, HfpxNNLMForCausalLM
+from hfpx_testutils import train_losses
 
 V = 40
 
@@ -90,19 +91,8 @@ def test_save_reload_through_auto(tmp_path):
 
 
 def test_loss_falls_in_a_few_dozen_steps():
-    m = model(seed=3)
-    m.train()
     g = torch.Generator().manual_seed(0)
     # a learnable stream: each token is (previous + 1) mod 10 inside a vocabulary of 40
-    starts = torch.randint(0, 10, (16, 1), generator=g)
-    ids = (starts + torch.arange(12)) % 10
-    labels = ids.clone()
-    opt = torch.optim.Adam(m.parameters(), lr=0.05)
-    losses = []
-    for _ in range(40):
-        loss = m(ids, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    ids = (torch.randint(0, 10, (16, 1), generator=g) + torch.arange(12)) % 10
+    losses = train_losses(model(seed=3), dict(input_ids=ids, labels=ids.clone()), 40, 0.05)
     assert losses[-1] < 0.2 * losses[0], losses[::10]

@@ -20,6 +20,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from ..constants import IGNORE_INDEX
 from .lm_loss import head_loss
+from .modeling_hfpx_nnlm import init_normal
 
 
 class HfpxElmoConfig(PretrainedConfig):
@@ -113,11 +114,7 @@ class HfpxElmoPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LSTM):
+        if not init_normal(module, std) and isinstance(module, nn.LSTM):
             for name, param in module.named_parameters():
                 nn.init.uniform_(param, -std, std) if "weight" in name else nn.init.zeros_(param)
 

@@ -43,17 +43,23 @@ TINY_NNLM = dict(context_size=4, embedding_size=64, hidden_size=128)
 """The default fresh NNLM: about 33k parameters plus vocab_size * (64 + 129) embeddings and output weights."""
 
 
+def init_normal(module, std):
+    """N(0, std) weights and zero biases for a Linear or Embedding (also hfpx-elmo's); False for other modules."""
+    if not isinstance(module, (nn.Linear, nn.Embedding)):
+        return False
+    nn.init.normal_(module.weight, std=std)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return True
+
+
 class HfpxNNLMPreTrainedModel(PreTrainedModel):
     config_class = HfpxNNLMConfig
     base_model_prefix = "nnlm"
 
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, NNLMContext):
+        if not init_normal(module, std) and isinstance(module, NNLMContext):
             nn.init.normal_(module.start, std=std)
 
 

@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .flce_triton import _common, _gpu_configs, _interpret_config, _launch, _logits_tile, _row_block, \
-    _hw_chunk, interpreting
+from .flce_triton import _add_gradients, _common, _gpu_configs, _interpret_config, _launch, _logits_tile, \
+    _row_block, interpreting
 from .flce_triton import GPU_SPLIT_V
 
 
@@ -88,22 +88,8 @@ def _distill_bwd_kernel(HS, WS, BS, HT, WT, BT, Y, ORDER, N_LAB, LSE_S, LSE_T, C
         lse_s = tl.load(LSE_S + rows, mask=mask_n, other=0.0)
         c = tl.load(C + rows, mask=mask_n, other=0.0) * inv_t
         g = (g + tl.exp(s - lse_s[:, None])) * c[:, None]  # dL/dz_s, [BLOCK_N, BLOCK_V]
-        g = tl.where(mask_n[:, None] & mask_v[None, :], g, 0.0)
-        if HAS_BIAS_S:
-            tl.atomic_add(GB + offs_v, tl.sum(g, 0), mask=mask_v)
-        if not UPCAST:
-            g = g.to(WS.dtype.element_ty)  # tensor-core operands in the input dtype, fp32 accumulation
-        h_base = HS + rows.to(tl.int64)[:, None] * stride_hsn
-        w_base = WS + offs_v.to(tl.int64)[:, None] * stride_wsv
-        gh_base = GH + rows.to(tl.int64)[:, None] * DS
-        gw_base = GW + offs_v.to(tl.int64)[:, None] * DS
-        for d0 in range(0, DS, BLOCK_D):
-            offs_d, mask_d, h, w = _hw_chunk(h_base, w_base, mask_n, mask_v, d0, DS, stride_hsd, stride_wsd,
-                                             UPCAST, BLOCK_D)
-            tl.atomic_add(gh_base + offs_d[None, :], tl.dot(g, w, input_precision=PRECISION),
-                          mask=mask_n[:, None] & mask_d[None, :])
-            tl.atomic_add(gw_base + offs_d[None, :], tl.dot(tl.trans(g), h, input_precision=PRECISION),
-                          mask=mask_v[:, None] & mask_d[None, :])
+        _add_gradients(g, HS, WS, GH, GW, GB, rows, mask_n, offs_v, mask_v, DS, stride_hsn, stride_hsd, stride_wsv,
+                       stride_wsd, HAS_BIAS_S, UPCAST, PRECISION, BLOCK_D)
 
 
 _fwd_tuned = triton.autotune(_gpu_configs(), key=["V", "DS", "DT"])(_distill_fwd_kernel)

@@ -136,23 +136,31 @@ def _flce_bwd_kernel(H, W, B, Y, ORDER, N_LAB, LSE, CP, CY, CU, GH, GW, GB, V, D
         if HAS_SOFTCAP:
             t = z / softcap
             g *= 1.0 - t * t
-        tile = mask_n[:, None] & mask_v[None, :]
-        g = tl.where(tile, g, 0.0)
-        if HAS_BIAS:
-            tl.atomic_add(GB + offs_v, tl.sum(g, 0), mask=mask_v)
-        if not UPCAST:
-            g = g.to(W.dtype.element_ty)  # tensor-core operands in the input dtype, fp32 accumulation
-        h_base = H + rows.to(tl.int64)[:, None] * stride_hn
-        w_base = W + offs_v.to(tl.int64)[:, None] * stride_wv
-        gh_base = GH + rows.to(tl.int64)[:, None] * D
-        gw_base = GW + offs_v.to(tl.int64)[:, None] * D
-        for d0 in range(0, D, BLOCK_D):
-            offs_d, mask_d, h, w = _hw_chunk(h_base, w_base, mask_n, mask_v, d0, D, stride_hd, stride_wd, UPCAST,
-                                             BLOCK_D)
-            gh = tl.dot(g, w, input_precision=PRECISION)  # [BLOCK_N, BLOCK_D]
-            gw = tl.dot(tl.trans(g), h, input_precision=PRECISION)  # [BLOCK_V, BLOCK_D]
-            tl.atomic_add(gh_base + offs_d[None, :], gh, mask=mask_n[:, None] & mask_d[None, :])
-            tl.atomic_add(gw_base + offs_d[None, :], gw, mask=mask_v[:, None] & mask_d[None, :])
+        _add_gradients(g, H, W, GH, GW, GB, rows, mask_n, offs_v, mask_v, D, stride_hn, stride_hd, stride_wv,
+                       stride_wd, HAS_BIAS, UPCAST, PRECISION, BLOCK_D)
+
+
+@triton.jit
+def _add_gradients(g, H, W, GH, GW, GB, rows, mask_n, offs_v, mask_v, D, stride_hn, stride_hd, stride_wv, stride_wd,
+                   HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Add a dL/dlogits tile g [BLOCK_N, BLOCK_V] (of `rows` x `offs_v`) into grad_bias (its column sums),
+    grad_hidden (G @ W) and grad_weight (G^T @ H), all fp32, with atomics; 0 outside the masks."""
+    g = tl.where(mask_n[:, None] & mask_v[None, :], g, 0.0)
+    if HAS_BIAS:
+        tl.atomic_add(GB + offs_v, tl.sum(g, 0), mask=mask_v)
+    if not UPCAST:
+        g = g.to(W.dtype.element_ty)  # tensor-core operands in the input dtype, fp32 accumulation
+    h_base = H + rows.to(tl.int64)[:, None] * stride_hn
+    w_base = W + offs_v.to(tl.int64)[:, None] * stride_wv
+    gh_base = GH + rows.to(tl.int64)[:, None] * D
+    gw_base = GW + offs_v.to(tl.int64)[:, None] * D
+    for d0 in range(0, D, BLOCK_D):
+        offs_d, mask_d, h, w = _hw_chunk(h_base, w_base, mask_n, mask_v, d0, D, stride_hd, stride_wd, UPCAST,
+                                         BLOCK_D)
+        gh = tl.dot(g, w, input_precision=PRECISION)  # [BLOCK_N, BLOCK_D]
+        gw = tl.dot(tl.trans(g), h, input_precision=PRECISION)  # [BLOCK_V, BLOCK_D]
+        tl.atomic_add(gh_base + offs_d[None, :], gh, mask=mask_n[:, None] & mask_d[None, :])
+        tl.atomic_add(gw_base + offs_d[None, :], gw, mask=mask_v[:, None] & mask_d[None, :])
 
 
 def _gpu_configs(backward=False):
