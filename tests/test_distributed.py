@@ -68,16 +68,24 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulat
 
 
 @pytest.mark.slow
-def test_distillation_two_processes_equal_one(tmp_path):
-    """#21: the teacher's soft targets and the cosine loss average across ranks like the MLM loss."""
+@pytest.mark.parametrize("teacher_width", [32, 64], ids=["same-width", "projected"])
+def test_distillation_two_processes_equal_one(tmp_path, teacher_width):
+    """#21: the teacher's soft targets and the cosine loss average across ranks like the MLM loss; a teacher wider
+    than the student: the student's learned projection too (its gradients are reduced by DDP like the rest)."""
     from hf_pretrain_ext.cli import main
     make_corpus(tmp_path / "c.txt", n_docs=150)
     tiny_tokenizer().save_pretrained(tmp_path / "tok")
     main(quick_args(tmp_path / "teacher", "--train_file", str(tmp_path / "c.txt"), "--tokenizer_name",
-                    str(tmp_path / "tok"), "--do_train", "--max_steps", "3"))
+                    str(tmp_path / "tok"), "--do_train", "--max_steps", "3", "--config_overrides",
+                    f"hidden_size={teacher_width},num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"))
     distil = ("--teacher_model_name_or_path", str(tmp_path / "teacher"), "--distill_cosine", "1")
     one_losses, one_weights = run(tmp_path, tmp_path / "one", 1, 8, 2, True, extra=distil)
     two_losses, two_weights = run(tmp_path, tmp_path / "two", 2, 4, 2, True, extra=distil)
     torch.testing.assert_close(torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-5)
     for name, w in one_weights.items():
         torch.testing.assert_close(two_weights[name], w, rtol=1e-4, atol=1e-5, msg=name)
+    projections = [load_file(out / "distill_projection.safetensors")["weight"] for out in
+                   (tmp_path / "one", tmp_path / "two") if (out / "distill_projection.safetensors").is_file()]
+    assert len(projections) == (2 if teacher_width != 32 else 0)
+    if projections:
+        torch.testing.assert_close(projections[1], projections[0], rtol=1e-4, atol=1e-5)
