@@ -253,10 +253,10 @@ class PretrainArguments:
                                        "renormalised)."})
     teacher_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Distil from this checkpoint (of the objective's family: hfpx-bert/-gpt/"
-                                        "-bart/-t5 or their stock types; same vocabulary): frozen, in eval mode, "
+                                        "-bart/-t5/-nnlm or their stock types; same vocabulary): frozen, in eval mode, "
                                         "no gradients; its soft targets on the labelled rows only (masked tokens, "
                                         "next-token or decoder positions), through the fused distillation loss. "
-                                        "Every objective."})
+                                        "Objectives with a softmax (not skipgram / cbow / bilm)."})
     distill_alpha: float = field(
         default=0.5, metadata={"help": "Weight of the soft-target loss: (1 - a) * task loss + a * T^2 * KL_T."})
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets."})

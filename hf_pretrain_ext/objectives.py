@@ -205,7 +205,7 @@ register_objective(Objective(
 register_objective(Objective(
     "nnlm", kind="decoder", family="hfpx-nnlm", auto_class="AutoModelForCausalLM", collator=clm_collator,
     tokenizer="bpe", needs=(), prepare_tokenizer=end_of_text, metrics=preprocess_logits_for_causal_metrics,
-    option_groups=("causal",), pipeline="text-generation", description=DESCRIPTIONS["nnlm"]))
+    option_groups=("causal", "distillation"), pipeline="text-generation", description=DESCRIPTIONS["nnlm"]))
 for _name in ("skipgram", "cbow"):
     register_objective(Objective(
         _name, kind="encoder", family="hfpx-word2vec", auto_class="AutoModelForPreTraining",

@@ -174,7 +174,7 @@ def distill_setup(run):
     run.teacher = load_teacher(args.teacher_model_name_or_path, run.objective, run.model, run.model_args)
     if args.distill_init_student and run.model_args.model_name_or_path is None:
         init_from_teacher(run.model, run.teacher)
-    widths = run.model.config.hidden_size, run.teacher.config.hidden_size
+    widths = [getattr(m, "distill_width", None) or m.config.hidden_size for m in (run.model, run.teacher)]
     if args.distill_cosine and widths[0] != widths[1]:
         add_projection(run.model, widths[1])
         logger.info("cosine loss between widths %d and %d: through a learned projection", *widths)

@@ -201,3 +201,22 @@ def test_cosine_between_different_widths_learns_a_projection_and_resumes_exactly
     import hf_pretrain_ext  # noqa: F401
     model, info = AutoModelForMaskedLM.from_pretrained(whole, output_loading_info=True)
     assert model.config.hidden_size == 16 and not info["unexpected_keys"] and not info["missing_keys"]
+
+
+def test_nnlm_distils_through_a_projection(tmp_path):
+    # a causal objective of the history families: NNLM teacher -> narrower NNLM student, the cosine loss between
+    # their [h; x] head features through the student's projection
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(english_documents(40, seed=6)) + "\n", encoding="utf-8")
+    common = ["--objective", "nnlm", "--train_file", str(corpus), "--max_seq_length", "48", "--eval_strategy", "no",
+              "--do_train"]
+    sizes = "context_size=3,embedding_size=8,direct_connections=True,hidden_size={}"
+    main(quick_args(tmp_path / "t", *common, "--tokenizer_vocab_size", "300", "--config_overrides", sizes.format(32),
+                    "--max_steps", "2", fresh=False))
+    out = tmp_path / "s"
+    main(quick_args(out, *common, "--tokenizer_name", str(tmp_path / "t"), "--config_overrides", sizes.format(16),
+                    "--teacher_model_name_or_path", str(tmp_path / "t"), "--distill_cosine", "1", "--logging_steps",
+                    "1", "--max_steps", "3", fresh=False))
+    logged = [h for h in history(out) if "loss" in h]
+    assert len(logged) == 3 and all({"lm_loss", "distill_loss", "cosine_loss"} <= set(h) for h in logged)
+    assert load_file(out / "distill_projection.safetensors")["weight"].shape == (32 + 24, 16 + 24)

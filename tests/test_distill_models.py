@@ -1,7 +1,7 @@
 """Distillation inside each hfpx LM's forward (models/distill_loss.py), checked against the stock forward's full
 logits: the KL a student reports equals KL(softmax(teacher logits / T) || softmax(student logits / T)) averaged
-over the family's labelled positions (BERT: masked tokens; GPT: positions whose next token is labelled; BART/T5:
-decoder positions), and a student taught by an exact copy of itself sees zero KL and zero cosine loss."""
+over the family's labelled positions (BERT: masked tokens; GPT and NNLM: positions whose next token is labelled;
+BART/T5: decoder positions), and a student taught by an exact copy of itself sees zero KL and zero cosine loss."""
 import copy
 
 import pytest
@@ -23,6 +23,10 @@ def make(family, layers, seed):
     if family == "gpt":
         return models.HfpxGPTForCausalLM(models.HfpxGPTConfig(vocab_size=V, n_embd=16, n_head=2, n_inner=32,
                                                               n_positions=32, n_layer=layers))
+    if family == "nnlm":
+        return models.HfpxNNLMForCausalLM(models.HfpxNNLMConfig(vocab_size=V, context_size=3, embedding_size=8,
+                                                                hidden_size=8 * layers, direct_connections=True,
+                                                                initializer_range=0.3))
     if family == "bart":
         model = models.HfpxBartForConditionalGeneration(models.HfpxBartConfig(
             vocab_size=V, d_model=16, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
@@ -55,17 +59,21 @@ def full_logits(model, inputs, family):
                        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels)).logits
         return logits[labels != -100]
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-    if family == "gpt":
+    if family in ("gpt", "nnlm"):
         return logits[:, :-1][labels[:, 1:] != -100]
     return logits[labels != -100]
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "bart", "t5"])
+@pytest.mark.parametrize("family", ["bert", "gpt", "nnlm", "bart", "t5"])
 def test_reported_kl_is_the_full_logits_kl(family):
     student, teacher = make(family, 1, 0).eval(), make(family, 2, 1).eval()
     inputs = batch(family)
     t = 2.0
-    target = teacher_target(teacher, inputs, alpha=0.5, temperature=t, cosine=1.0)
+    projection = None
+    if family == "nnlm":  # [h; x] features of different widths (16 + 24 vs 8 + 24): the cosine needs a projection
+        from hf_pretrain_ext.models.distill_loss import add_projection
+        projection = add_projection(student, teacher.distill_width)
+    target = teacher_target(teacher, inputs, alpha=0.5, temperature=t, cosine=1.0, projection=projection)
     out = student(**inputs, distill=target)
     with torch.no_grad():
         s_logits, t_logits = full_logits(student, inputs, family), full_logits(teacher, inputs, family)
@@ -78,7 +86,7 @@ def test_reported_kl_is_the_full_logits_kl(family):
     assert out.loss > 0.5 * task + 0.5 * t * t * out.distill_loss
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "bart", "t5"])
+@pytest.mark.parametrize("family", ["bert", "gpt", "nnlm", "bart", "t5"])
 def test_a_copy_of_the_student_teaches_nothing(family):
     student = make(family, 1, 0).eval()
     teacher = copy.deepcopy(student)

@@ -53,7 +53,8 @@ PROJECTION_FILE = "distill_projection.safetensors"  # beside the weights of each
 def add_projection(student, teacher_width):
     """Give the student a learned projection of its hidden states to the teacher's width (no bias), left out of
     its saved weights (see the top)."""
-    projection = nn.Linear(student.config.hidden_size, teacher_width, bias=False)
+    width = getattr(student, "distill_width", None) or student.config.hidden_size
+    projection = nn.Linear(width, teacher_width, bias=False)
     projection.to(device=student.device, dtype=student.dtype)
     student.add_module(PROJECTION, projection)
     student._keys_to_ignore_on_save = set(student._keys_to_ignore_on_save or ()) | {f"{PROJECTION}.weight"}

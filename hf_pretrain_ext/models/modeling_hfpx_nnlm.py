@@ -20,7 +20,10 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
+from ..constants import IGNORE_INDEX
+from .distill_loss import TeacherSide
 from .lm_loss import labelled_rows_loss
+from .modeling_hfpx_gpt import HfpxCausalLMOutput
 
 
 class HfpxNNLMConfig(PretrainedConfig):
@@ -140,12 +143,26 @@ class HfpxNNLMForCausalLM(HfpxNNLMPreTrainedModel):
             return h, self.lm_head.weight, self.lm_head.bias
         return torch.cat([h, x], -1), torch.cat([self.lm_head.weight, self.direct.weight], 1), self.lm_head.bias
 
+    @property
+    def distill_width(self):
+        """Width of the states distillation compares: the head's input features [tanh(d + H x); x]."""
+        direct = self.config.context_size * self.config.embedding_size if self.direct is not None else 0
+        return self.config.hidden_size + direct
+
+    def distill_side(self, inputs):
+        """As a distillation teacher: the head's input features at [:, :-1] against labels [:, 1:], weight [U, W]
+        and bias b (models/distill_loss.py)."""
+        features, weight, bias = self.head_inputs(inputs["input_ids"], inputs.get("position_ids"))
+        labels = inputs["labels"][:, 1:]
+        return TeacherSide(features[:, :-1], labels, weight, bias, None, labels != IGNORE_INDEX)
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, labels=None, num_items_in_batch=None,
-                use_cache=None, **kwargs):
+                use_cache=None, distill=None, **kwargs):
         features, weight, bias = self.head_inputs(input_ids, position_ids)
         if labels is None:
             return CausalLMOutput(logits=nn.functional.linear(features, weight, bias))
         # position t predicts label t + 1 (labels are the inputs, as for GPT)
-        loss, logits, _ = labelled_rows_loss(self.config, features[:, :-1], weight, labels[:, 1:], bias=bias,
-                                             num_items_in_batch=num_items_in_batch, training=self.training)
-        return CausalLMOutput(loss=loss, logits=logits)
+        loss, logits, parts = labelled_rows_loss(self.config, features[:, :-1], weight, labels[:, 1:], bias=bias,
+                                                 num_items_in_batch=num_items_in_batch, training=self.training,
+                                                 distill=distill)
+        return HfpxCausalLMOutput(loss=loss, logits=logits, **parts)
