@@ -79,13 +79,10 @@ def expand_recipe(argv):
 
 def check_flag_combinations(data_args, pretrain_args, training_args):
     """--unpad needs --packing documents; a masking-rate schedule needs batches collated in the main process;
-    distillation flags need a teacher."""
+    distillation flags need a teacher; objectives that read the whole training set cannot stream."""
     if pretrain_args.teacher_model_name_or_path is None and (pretrain_args.distill_init_student
                                                              or pretrain_args.distill_cosine):
         raise UserError("--distill_init_student and --distill_cosine need --teacher_model_name_or_path")
-    if pretrain_args.teacher_model_name_or_path is not None and pretrain_args.mixture:
-        raise UserError("--teacher_model_name_or_path with --mixture is not supported yet (one objective, one "
-                        "training file)")
     if data_args.streaming and not get_objective(pretrain_args.objective).can_stream:
         raise UserError(f"--objective {pretrain_args.objective} draws from the whole training set (word2vec: its "
                         "token counts; nsp: random segments); it cannot stream")

@@ -207,13 +207,23 @@ class PretrainTrainer(Trainer):
         scale = self.accelerator.num_processes if (self.args.average_tokens_across_devices
                                                    and num_items_in_batch is not None) else 1
         loss = 0.0
+        distilled = defaultdict(float)  # the distillation parts, each a share of the batch's labelled tokens
         for c in components.unique().tolist():
             rows = components == c
             sub = {k: v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == len(rows) else v
                    for k, v in inputs.items()}
             n_c = per_row[rows].sum()
+            if self.teacher is not None:
+                sub["distill"] = self._teacher_target(sub, model)
             if self.model_accepts_loss_kwargs:
-                part = super().compute_loss(model, sub, num_items_in_batch=total)
+                part, outputs = super().compute_loss(model, sub, return_outputs=True, num_items_in_batch=total)
+                if self.teacher is not None:
+                    # distill_loss is already a sum over this component's rows / N: the components' values add up;
+                    # cosine_loss is a mean over the component's tokens: weighted by its share of them
+                    distilled["distill_loss"] += float(outputs["distill_loss"])
+                    if outputs.get("cosine_loss") is not None:
+                        distilled["cosine_loss"] += float(outputs["cosine_loss"]) * float(n_c) / max(
+                            float(per_row.sum()), 1.0)
                 loss = loss + part
                 mean = part.detach().float() * float(total) / (scale * max(float(n_c), 1.0))
             else:  # the model averages over its own sub-batch: weight by token share
@@ -222,6 +232,8 @@ class PretrainTrainer(Trainer):
                 mean = mean.detach().float()
             name = names[c] if names is not None and c < len(names) else str(c)
             self._record_part(f"{name}_loss", mean)
+        for name, value in distilled.items():
+            self._record_part(self.loss_parts.get(name, name), value)
         return loss
 
     def log(self, logs, *args, **kwargs):

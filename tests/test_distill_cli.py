@@ -92,7 +92,6 @@ def test_student_layer_i_starts_as_teacher_layer_2i():
     (["--distill_cosine", "1"], "need --teacher_model_name_or_path"),
     (["--objective", "clm", "--distill_temperature", "0", "--teacher_model_name_or_path", "x"],
      "--distill_temperature must be positive"),
-    (["--teacher_model_name_or_path", "x", "--mixture", "mlm=0.5,wwm=0.5"], "not supported yet"),
     (["--teacher_model_name_or_path", "x", "--distill_alpha", "1.5"], "--distill_alpha must be in [0, 1]"),
 ])
 def test_bad_distillation_flags_are_one_line_errors(tmp_path, capsys, flags, message):
@@ -220,3 +219,14 @@ def test_nnlm_distils_through_a_projection(tmp_path):
     logged = [h for h in history(out) if "loss" in h]
     assert len(logged) == 3 and all({"lm_loss", "distill_loss", "cosine_loss"} <= set(h) for h in logged)
     assert load_file(out / "distill_projection.safetensors")["weight"].shape == (32 + 24, 16 + 24)
+
+
+def test_a_mixture_distils_every_component(teacher, tmp_path):
+    out = tmp_path / "mix"
+    main(student_args(teacher, out, "--mixture", "mlm=0.5,wwm=0.5", "--max_steps", "4", "--eval_strategy", "no",
+                      "--do_train"))
+    logged = [h for h in history(out) if "loss" in h]
+    assert len(logged) == 4
+    for h in logged:
+        assert {"mlm_loss", "wwm_loss", "distill_loss", "cosine_loss"} <= set(h), h
+        assert h["distill_loss"] > 0 and 0 <= h["cosine_loss"] <= 2
