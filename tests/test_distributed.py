@@ -49,9 +49,10 @@ PACKED = ("--packing", "documents", "--unpad", "--mlm_probability", "step:0.3,0.
 
 
 @pytest.mark.parametrize("fused, accumulation, fsdp, extra", [
-    # the suite's 6 minutes: blocks with accumulation are slow-only, the packed case has accumulation too
+    # the suite's 6 minutes: blocks with accumulation are slow-only, the packed case has accumulation too; FSDP2
+    # is slow-only
     pytest.param(True, 2, False, (), marks=pytest.mark.slow), pytest.param(False, 1, False, (), marks=pytest.mark.slow),
-    (True, 1, True, ()), (True, 2, False, PACKED)])
+    pytest.param(True, 1, True, (), marks=pytest.mark.slow), (True, 2, False, PACKED)])
 def test_two_processes_equal_one_with_twice_the_batch(tmp_path, fused, accumulation, fsdp, extra):
     # packed: short documents, several per row, and enough rows that 5 steps stay inside the first epoch (at an
     # epoch's end DDP's sampler repeats examples to even out the ranks, which one process does not)

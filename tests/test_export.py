@@ -15,8 +15,8 @@ SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, interme
 
 
 @pytest.mark.parametrize("cls, auto, stock", [(HfpxBertForMaskedLM, "AutoModelForMaskedLM", "BertForMaskedLM"),
-                                              (HfpxBertForPreTraining, "AutoModelForPreTraining",
-                                               "BertForPreTraining")])
+                                              pytest.param(HfpxBertForPreTraining, "AutoModelForPreTraining",
+                                                           "BertForPreTraining", marks=pytest.mark.slow)])
 def test_export_loads_with_plain_transformers(tmp_path, cls, auto, stock):
     tok = tiny_tokenizer()
     torch.manual_seed(0)

@@ -104,6 +104,7 @@ def _run(script, *args):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # the suite's 6 minutes (16 s); HFPX_SLOW=1 runs it
 def test_resume_and_fine_tuning_print_no_noise_for_expected_behaviour(tmp_path):
     out = tmp_path / "run"
     main(quick_args(out, "--max_steps", "4", "--save_steps", "2", "--no_plot"))

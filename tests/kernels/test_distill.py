@@ -2,6 +2,8 @@
 loss and the student's gradients (hidden, weight, bias) across dtypes, odd shapes (student and teacher of
 different widths), 0 / 1 / 15% / 100% labelled rows, T != 1, many chunks (torch) / vocabulary splits, tails in
 every tile dimension (Triton); the teacher gets no gradient; bad arguments are refused."""
+import os
+
 import pytest
 import torch
 
@@ -77,6 +79,8 @@ def small_chunks(request, monkeypatch):
 def test_small_odd_shape(small_chunks, dtype, labelled):
     if small_chunks == "triton" and dtype == torch.float64:
         pytest.skip("fp64 runs the torch backend")
+    if small_chunks == "triton" and dtype == torch.float16 and os.environ.get("HFPX_SLOW") != "1":
+        pytest.skip("slow: set HFPX_SLOW=1 to run (bf16 covers half precision in the interpreter)")
     # T = 1 and T != 1 both, bias on the 15% rows (every fraction crosses chunk boundaries but 0 and one)
     check(SMALL, dtype, labelled, bias=labelled == 0.15, temperature=1.0 if labelled in (0.0, "one") else 2.5)
     if labelled == "one":
@@ -89,7 +93,7 @@ def test_reductions(small_chunks, options):
     check(SMALL, torch.float32, 0.15, bias=True, temperature=2.0, **options)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=pytest.mark.slow)], ids=str)
 def test_bert_shape(dtype):
     check(BERT, dtype, 0.15, bias=True, temperature=2.0)
 

@@ -55,7 +55,8 @@ def test_small_shape(backend, small_blocks, dtype, labelled, option):
     run_case(SMALL, dtype, labelled, option)
 
 
-BERT_FAST = {("torch", d, f, o) for d in DTYPES for f in ("one", 0.15) for o in ("plain", "all")}
+# the suite's 6 minutes: one labelled fraction per dtype on the torch backends (HFPX_SLOW=1 runs them all)
+BERT_FAST = {("torch", d, f, o) for d, f in zip(DTYPES, (0.15, "one", 0.15)) for o in ("plain", "all")}
 BERT_FAST |= {("triton", torch.float32, 0.15, "plain"), ("triton", torch.bfloat16, "one", "all")}
 
 
