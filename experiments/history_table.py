@@ -144,7 +144,11 @@ def main():
             f"- Machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}",
             "- Each model: the family's tiny preset, pretrained by run_pretrain.py for about the budget (steps from a "
             "20-step timing run); probe: top layer mean-pooled, frozen, logistic regression; random init: the same "
-            "config with fresh weights, one per seed. 'separated': the gap exceeds twice the larger seed spread.", "",
+            "config with fresh weights, one per seed. 'separated': the gap exceeds twice the larger seed spread.",
+            "- minutes: the run's wall clock (tokenizer training, data preparation and evaluation included); the steps "
+            "come from the training time alone. Perplexities are per token of each model's own tokenizer (byte-level "
+            "BPE for NNLM / ELMo / GPT, WordPiece for BERT and skip-gram, each trained on the corpus): compare them "
+            "down a column only with care.", "",
             "| language | model | steps | minutes | intrinsic (held out) | task | probe, pretrained | probe, random "
             "init | gap |", "|---|---|---:|---:|---|---|---:|---:|---|", *rows, "", *notes]
     dest = REPO / "experiments" / "results" / args.result
