@@ -138,7 +138,7 @@ def load_teacher(path, objective, student, model_args):
     teacher = from_checkpoint(args, objective, common)
     if not hasattr(teacher, "distill_side"):
         raise UserError(f"--teacher_model_name_or_path {path}: {type(teacher).__name__} cannot be a teacher (a "
-                        "checkpoint of a family this package trains can: hfpx-bert/-gpt/-bart/-t5 or stock "
+                        "checkpoint of a family with a softmax can: hfpx-bert/-gpt/-bart/-t5/-nnlm or stock "
                         "BERT, GPT-2, BART, T5)")
     teacher.eval().requires_grad_(False)
     return teacher

@@ -136,4 +136,4 @@ def get_family(model_type):
     _load_builtins()
     if model_type in _FAMILIES:
         return _FAMILIES[model_type]
-    return next((f for f in _FAMILIES.values() if f.stock_type is not None and f.stock_type == model_type), None)
+    return next((f for f in _FAMILIES.values() if f.stock_type == model_type), None)

@@ -175,10 +175,10 @@ def distill_setup(run):
     if args.distill_init_student and run.model_args.model_name_or_path is None:
         init_from_teacher(run.model, run.teacher)
     widths = [getattr(m, "distill_width", None) or m.config.hidden_size for m in (run.model, run.teacher)]
-    if args.distill_cosine and widths[0] != widths[1]:
+    run.record["distill_projection"] = projected = args.distill_cosine > 0 and widths[0] != widths[1]
+    if projected:
         add_projection(run.model, widths[1])
         logger.info("cosine loss between widths %d and %d: through a learned projection", *widths)
-    run.record["distill_projection"] = args.distill_cosine > 0 and widths[0] != widths[1]
     run.record["teacher"] = os.path.abspath(args.teacher_model_name_or_path)
     logger.info("distilling from %s (%s layers) into %s layers", args.teacher_model_name_or_path,
                 getattr(run.teacher.config, "num_hidden_layers", "?"), getattr(run.model.config, "num_hidden_layers", "?"))

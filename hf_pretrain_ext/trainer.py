@@ -207,7 +207,7 @@ class PretrainTrainer(Trainer):
         scale = self.accelerator.num_processes if (self.args.average_tokens_across_devices
                                                    and num_items_in_batch is not None) else 1
         loss = 0.0
-        distilled = defaultdict(float)  # the distillation parts, each a share of the batch's labelled tokens
+        distilled = defaultdict(float)  # the whole batch's distillation parts, gathered over the components
         for c in components.unique().tolist():
             rows = components == c
             sub = {k: v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == len(rows) else v

@@ -95,6 +95,13 @@ class _TiedMLMHead:
         self.cls.predictions.decoder = new_embeddings
         self.cls.predictions.bias = new_embeddings.bias
 
+    def _mlm_side(self, sequence, inputs):
+        """A distillation teacher's side (models/distill_loss.py) from its encoder states: the MLM head transform
+        and decoder, the cosine loss on the real tokens."""
+        head = self.cls.predictions
+        return TeacherSide(sequence, inputs["labels"], head.decoder.weight, head.decoder.bias, head.transform,
+                           real_tokens(inputs, sequence.shape[:2], sequence.device))
+
 
 def masked_lm_loss(config, predictions, sequence_output, labels, num_items_in_batch=None, training=True,
                    distill=None):
@@ -173,10 +180,7 @@ class HfpxBertForMaskedLM(_TiedMLMHead, HfpxBertPreTrainedModel):
     def distill_side(self, inputs):
         """As a distillation teacher: encoder states, the head transform and decoder (models/distill_loss.py)."""
         keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
-        sequence = self.encode(**{k: inputs[k] for k in keys if k in inputs}).last_hidden_state
-        head = self.cls.predictions
-        return TeacherSide(sequence, inputs["labels"], head.decoder.weight, head.decoder.bias, head.transform,
-                           real_tokens(inputs, sequence.shape[:2], sequence.device))
+        return self._mlm_side(self.encode(**{k: inputs[k] for k in keys if k in inputs}).last_hidden_state, inputs)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, num_items_in_batch=None, document_ids=None, distill=None, **kwargs):
@@ -209,9 +213,7 @@ class HfpxBertForPreTraining(_TiedMLMHead, HfpxBertPreTrainedModel):
         distilled)."""
         keys = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
         sequence = self.bert(**{k: inputs[k] for k in keys if k in inputs}, return_dict=True).last_hidden_state
-        head = self.cls.predictions
-        return TeacherSide(sequence, inputs["labels"], head.decoder.weight, head.decoder.bias, head.transform,
-                           real_tokens(inputs, sequence.shape[:2], sequence.device))
+        return self._mlm_side(sequence, inputs)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None, sentence_order_label=None,
