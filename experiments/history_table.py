@@ -101,6 +101,26 @@ def fmt(xs):
     return f"{statistics.mean(xs):.4f} +- {statistics.stdev(xs) if len(xs) > 1 else float('nan'):.4f}"
 
 
+def render(args, rows, notes):
+    """The result page for the rows so far; written after every model so that a stopped run keeps what it measured."""
+    text = [f"# The pretraining history in numbers ({datetime.date.today()})", "",
+            f"- Command: `python experiments/history_table.py --minutes {args.minutes:g} --languages "
+            f"{' '.join(args.languages)} --seeds {' '.join(map(str, args.seeds))} --probe_train {args.probe_train}`",
+            f"- Machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}",
+            "- Each model: the family's tiny preset, pretrained by run_pretrain.py for about the budget (steps from a "
+            "20-step timing run); probe: top layer mean-pooled, frozen, logistic regression; random init: the same "
+            "config with fresh weights, one per seed. 'separated': the gap exceeds twice the larger seed spread.",
+            "- minutes: the run's wall clock (tokenizer training, data preparation and evaluation included); the steps "
+            "come from the training time alone. Perplexities are per token of each model's own tokenizer (byte-level "
+            "BPE for NNLM / ELMo / GPT, WordPiece for BERT and skip-gram, each trained on the corpus): compare them "
+            "down a column only with care.", "",
+            "| language | model | steps | minutes | intrinsic (held out) | task | probe, pretrained | probe, random "
+            "init | gap |", "|---|---|---:|---:|---|---|---:|---:|---|", *rows, "", *notes]
+    dest = REPO / "experiments" / "results" / args.result
+    dest.write_text("\n".join(text) + "\n")
+    return "\n".join(text)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=15.0, help="pretraining budget per model")
@@ -138,22 +158,8 @@ def main():
             rows.append(f"| {lang} | {name} | {steps} | {seconds / 60:.1f} | {intrinsic} | {TASKS[lang]} | "
                         f"{fmt(trained)} | {fmt(fresh)} | {gap:+.4f} ({verdict}) |")
             print(rows[-1], flush=True)
-    text = [f"# The pretraining history in numbers ({datetime.date.today()})", "",
-            f"- Command: `python experiments/history_table.py --minutes {args.minutes:g} --languages "
-            f"{' '.join(args.languages)} --seeds {' '.join(map(str, args.seeds))} --probe_train {args.probe_train}`",
-            f"- Machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}",
-            "- Each model: the family's tiny preset, pretrained by run_pretrain.py for about the budget (steps from a "
-            "20-step timing run); probe: top layer mean-pooled, frozen, logistic regression; random init: the same "
-            "config with fresh weights, one per seed. 'separated': the gap exceeds twice the larger seed spread.",
-            "- minutes: the run's wall clock (tokenizer training, data preparation and evaluation included); the steps "
-            "come from the training time alone. Perplexities are per token of each model's own tokenizer (byte-level "
-            "BPE for NNLM / ELMo / GPT, WordPiece for BERT and skip-gram, each trained on the corpus): compare them "
-            "down a column only with care.", "",
-            "| language | model | steps | minutes | intrinsic (held out) | task | probe, pretrained | probe, random "
-            "init | gap |", "|---|---|---:|---:|---|---|---:|---:|---|", *rows, "", *notes]
-    dest = REPO / "experiments" / "results" / args.result
-    dest.write_text("\n".join(text) + "\n")
-    print("\n".join(text))
+            render(args, rows, notes)
+    print(render(args, rows, notes))
 
 
 if __name__ == "__main__":
