@@ -116,9 +116,9 @@ def render(args, rows, notes):
             "down a column only with care.", "",
             "| language | model | steps | minutes | intrinsic (held out) | task | probe, pretrained | probe, random "
             "init | gap |", "|---|---|---:|---:|---|---|---:|---:|---|", *rows, "", *notes]
-    dest = REPO / "experiments" / "results" / args.result
-    dest.write_text("\n".join(text) + "\n")
-    return "\n".join(text)
+    page = "\n".join(text)
+    (REPO / "experiments" / "results" / args.result).write_text(page + "\n")
+    return page
 
 
 def main():
@@ -158,8 +158,8 @@ def main():
             rows.append(f"| {lang} | {name} | {steps} | {seconds / 60:.1f} | {intrinsic} | {TASKS[lang]} | "
                         f"{fmt(trained)} | {fmt(fresh)} | {gap:+.4f} ({verdict}) |")
             print(rows[-1], flush=True)
-            render(args, rows, notes)
-    print(render(args, rows, notes))
+            page = render(args, rows, notes)
+    print(page)
 
 
 if __name__ == "__main__":
