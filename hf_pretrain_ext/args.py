@@ -272,8 +272,18 @@ class PretrainArguments:
                                          "num_hidden_layers=N, n_layer=N, encoder_layers/decoder_layers, "
                                          "num_layers/num_decoder_layers)."})
 
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes of wall clock (from the first step; "
+                                        "a checkpoint is saved there) and run the learning-rate schedule "
+                                        "(linear, cosine, constant[_with_warmup]; a --warmup_steps below 1 is then "
+                                        "a fraction of the time) on the fraction of the time elapsed; --max_steps "
+                                        "stays an upper bound. For equal-CPU-time comparisons: the step it stops "
+                                        "at depends on the machine, and it cannot be resumed."})
+
     def __post_init__(self):
-        get_objective(self.objective)  # a one-line error naming the registered objectives
+        get_objective(self.objective)
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise UserError(f"--max_train_minutes must be positive, got {self.max_train_minutes}")  # a one-line error naming the registered objectives
         if self.use_fused_loss is None:
             self.use_fused_loss = self.default_use_fused_loss()
         for group in OPTION_GROUPS:

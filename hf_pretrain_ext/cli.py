@@ -8,9 +8,11 @@ already in the output directory is overwritten unless --overwrite_output_dir is 
 import sys
 
 from transformers import HfArgumentParser
+from transformers.trainer_utils import SchedulerType
 
 from . import steps
 from .args import RECIPES, DataTrainingArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
+from .callbacks import TIME_SCHEDULES
 from .entry import asked_for, complement_help, is_config_file, parse_dataclasses, run_command
 from .errors import UserError
 from .registry import get_objective
@@ -91,6 +93,15 @@ def check_flag_combinations(data_args, pretrain_args, training_args):
     if not data_args.mlm_schedule.constant and training_args.dataloader_num_workers > 0:
         raise UserError(f"--mlm_probability {data_args.mlm_schedule.spec} is a schedule, which follows the "
                         "optimizer steps by counting batches in the main process: use --dataloader_num_workers 0")
+    if pretrain_args.max_train_minutes is not None:
+        kind = SchedulerType(training_args.lr_scheduler_type).value
+        if kind not in TIME_SCHEDULES:
+            raise UserError(f"--max_train_minutes runs the schedule on time: --lr_scheduler_type {kind} is not one "
+                            f"of {', '.join(TIME_SCHEDULES)}")
+        if training_args.resume_from_checkpoint is not None:
+            raise UserError("--max_train_minutes cannot resume: the time spent before the checkpoint is not known")
+        if not training_args.do_train:
+            raise UserError("--max_train_minutes limits training: it needs --do_train")
 
 
 def check_config_overrides(spec):

@@ -266,7 +266,8 @@ def trainer(run):
         preprocess_logits_for_metrics=(run.objective.metrics or preprocess_logits_for_metrics) if scored else None,
         run_record=run.record, loss_parts=loss_parts(run), teacher=run.teacher,
         distill=dict(alpha=run.pretrain_args.distill_alpha, temperature=run.pretrain_args.distill_temperature,
-                     cosine=run.pretrain_args.distill_cosine))
+                     cosine=run.pretrain_args.distill_cosine),
+        max_train_minutes=run.pretrain_args.max_train_minutes)
     run.record.update({"train_file": run.data_args.train_file or str(SAMPLE_CORPUS),
                        "dataset_name": run.data_args.dataset_name, "argv": sys.argv})
     if run.trainer.is_world_process_zero():

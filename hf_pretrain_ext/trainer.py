@@ -26,9 +26,9 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SchedulerType, get_last_checkpoint
 
-from .callbacks import NonFiniteLossCallback, SignalStopCallback
+from .callbacks import NonFiniteLossCallback, SignalStopCallback, TimeBudgetCallback, time_budget_scheduler
 from .constants import IGNORE_INDEX
 from .collators.base import CollatorBase
 from .collators.schedule import RateScheduleCallback, ScheduledCollator
@@ -51,8 +51,9 @@ class PretrainTrainer(Trainer):
     loss_parts = LOSS_PARTS  # model outputs averaged over the logging window and logged beside `loss`
 
     def __init__(self, *args, eval_data_collator=None, run_record=None, loss_parts=None, teacher=None,
-                 distill=None, **kwargs):
+                 distill=None, max_train_minutes=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.time_budget = None if max_train_minutes is None else TimeBudgetCallback(60.0 * max_train_minutes)
         self.teacher, self.distill = teacher, dict(distill or {})  # distillation (models/distill_loss.py)
         parts = self.loss_parts if loss_parts is None else loss_parts  # names, or model output -> logged name
         self.loss_parts = dict(parts) if isinstance(parts, dict) else {name: name for name in parts}
@@ -69,6 +70,18 @@ class PretrainTrainer(Trainer):
         self.nonfinite = NonFiniteLossCallback()
         self.add_callback(self.signal_stop)
         self.add_callback(self.nonfinite)
+        if self.time_budget is not None:
+            self.add_callback(self.time_budget)
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        """With a time budget, the schedule follows the budget's elapsed fraction (callbacks.time_budget_scheduler)."""
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        kind = SchedulerType(self.args.lr_scheduler_type).value
+        self.lr_scheduler = time_budget_scheduler(optimizer or self.optimizer, kind, self.args.warmup_steps,
+                                                  self.time_budget)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def restore_rng_on_first_step(self, checkpoint):
         """For a resume that skipped data itself (streams): the Trainer restores RNG states only when it skips
