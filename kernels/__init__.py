@@ -15,9 +15,10 @@ T on the labelled rows, from both models' hidden states and heads, chunked (torc
 """
 from .distill import fused_linear_distillation
 from .functional import BACKEND_ENV, HAS_TRITON, fused_linear_cross_entropy, resolve_backend
+from .ops.workspace import release_workspace, workspace_bytes
 from .module import FusedLinearCrossEntropy
 from .reference import linear_cross_entropy_reference, linear_distillation_reference
 
 __all__ = ["fused_linear_cross_entropy", "FusedLinearCrossEntropy", "linear_cross_entropy_reference",
            "fused_linear_distillation", "linear_distillation_reference", "resolve_backend", "HAS_TRITON",
-           "BACKEND_ENV"]
+           "BACKEND_ENV", "release_workspace", "workspace_bytes"]

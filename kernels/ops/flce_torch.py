@@ -6,8 +6,9 @@ kernel writing over its input; lse = max logit - log(max probability), and the l
 1 / V, so the log never underflows), which backward turns in place into the logits' gradient before the two
 gradient GEMMs: three GEMMs in all, as a hand-written gather + F.linear + F.cross_entropy does, where recomputing
 costs a fourth (on CPU the GEMMs are nearly all of the time). Memory: one [n_labelled, V] fp32 buffer from
-forward to backward, against eager's logits, log-softmax and gradient. A second backward through the same graph
-(retain_graph) finds the buffer used and recomputes. It stores probabilities, not gradients, so any upstream
+forward to backward, against eager's logits, log-softmax and gradient. On CPU that buffer and grad_weight come
+from workspace.py (reused while nothing else references them: no page faults of fresh memory on every call).
+A second backward through the same graph (retain_graph) finds the buffer used and recomputes. It stores probabilities, not gradients, so any upstream
 gradient is exact. Under torch.compile the op below is used (it cannot carry a data-dependent buffer between
 forward and backward).
 
@@ -25,7 +26,7 @@ backend avoids it. This backend also serves fp64 inputs and CPU runs.
 import torch
 import torch.nn.functional as F
 
-from . import grad_coefficients, row_loss
+from . import grad_coefficients, row_loss, workspace
 
 # Elements of one [C, V] fp32 logits chunk (64 MiB); tests lower it to force many chunks.
 CHUNK_ELEMENTS = 1 << 24
@@ -132,7 +133,11 @@ class CachedRows(torch.autograd.Function):
         acc = _acc_dtype(hidden)
         keep = labels != ignore_index
         rows = hidden.index_select(0, idx)
-        z = F.linear(rows, weight, bias).to(acc)  # [n, V]
+        z = workspace.take("softmax", (len(idx), weight.shape[0]), acc, hidden.device)  # [n, V]
+        if weight.dtype == acc:
+            torch.mm(rows, weight.t(), out=z) if bias is None else torch.addmm(bias, rows, weight.t(), out=z)
+        else:
+            z.copy_(F.linear(rows, weight, bias))
         full = torch.zeros(labels.shape, dtype=acc, device=hidden.device)
         target = full.index_put((idx,), z.gather(1, labels[idx, None]).squeeze(1))
         logit_sum = full.index_put((idx,), z.sum(-1)) if label_smoothing else full
@@ -158,6 +163,10 @@ class CachedRows(torch.autograd.Function):
         g = target_terms(p.mul_(cp[idx, None]), labels[idx], cy[idx], cu[idx] if label_smoothing else None)
         grad_hidden = torch.zeros_like(hidden, memory_format=torch.contiguous_format)
         grad_hidden[idx] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
-        grad_weight = (g.t() @ rows.to(acc)).to(weight.dtype)
+        if weight.dtype == acc:  # the caller's gradient, in a pooled buffer only while nothing else holds it
+            grad_weight = torch.mm(g.t(), rows, out=workspace.take("grad_weight", weight.shape, acc, weight.device,
+                                                                   exact=True))
+        else:
+            grad_weight = (g.t() @ rows.to(acc)).to(weight.dtype)
         grad_bias = None if bias is None else g.sum(0).to(bias.dtype)
         return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
