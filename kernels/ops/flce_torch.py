@@ -8,9 +8,9 @@ gradient GEMMs: three GEMMs in all, as a hand-written gather + F.linear + F.cros
 costs a fourth (on CPU the GEMMs are nearly all of the time). Memory: one [n_labelled, V] fp32 buffer from
 forward to backward, against eager's logits, log-softmax and gradient. On CPU that buffer and grad_weight come
 from workspace.py (reused while nothing else references them: no page faults of fresh memory on every call).
-A second backward through the same graph (retain_graph) finds the buffer used and recomputes. It stores probabilities, not gradients, so any upstream
-gradient is exact. Under torch.compile the op below is used (it cannot carry a data-dependent buffer between
-forward and backward).
+A second backward through the same graph (retain_graph) finds the buffer used and recomputes. It stores
+probabilities, not gradients, so any upstream gradient is exact. Under torch.compile the op below is used (it
+cannot carry a data-dependent buffer between forward and backward).
 
 Chunked (the torch.library op's implementation):
 
